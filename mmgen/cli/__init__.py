@@ -1,0 +1,1 @@
+"""The ``mmgen`` command line (see :mod:`mmgen.cli.main`)."""
