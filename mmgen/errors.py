@@ -26,6 +26,10 @@ class InvalidArgumentError(MmgenError, ValueError):
         super().__init__(f"{name}: expected {expected}{got_text}")
 
 
+class ConfigError(MmgenError, ValueError):
+    """A config (JSON file, ``key=value`` overrides, a registered name) has unknown keys or bad values."""
+
+
 class CheckpointError(MmgenError):
     """A checkpoint folder or weights file is missing, corrupt, unsafe or does not match its model."""
 

@@ -1,1 +1,1 @@
-"""mmgen.models."""
+"""Models that consume tokens or pixels: masked-token transformers, MIM encoders, classifiers."""
