@@ -13,7 +13,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 def write_labelled_shards(out: Path, *, train: int = 96, holdout: int = 32, size: int = 12, classes: int = 4,
                           per_shard: int = 24, seed: int = 0) -> Path:
-    """Images whose class is the position of a bright square (learnable in a few steps)."""
+    """Noisy images whose class is a texture: horizontal stripes, vertical stripes, checkerboard or plain."""
     from mmgen.data.writer import ShardWriter
 
     rng = np.random.default_rng(seed)
@@ -21,10 +21,9 @@ def write_labelled_shards(out: Path, *, train: int = 96, holdout: int = 32, size
         with ShardWriter(out, split, per_shard, source="synthetic") as writer:
             for index in range(count):
                 label = int(rng.integers(classes))
-                image = (rng.random((size, size)) * 60).astype(np.uint8)
-                row, col = divmod(label, 2)
-                half = size // 2
-                image[row * half:(row + 1) * half, col * half:(col + 1) * half] += 150
+                yy, xx = np.mgrid[:size, :size] // 2 % 2
+                pattern = [yy, xx, yy ^ xx, np.zeros_like(yy)][label % 4]
+                image = (rng.random((size, size)) * 40 + pattern * 200).astype(np.uint8)
                 writer.write_image_sample(index, image, label=label)
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
     args.seed = args.train_config.seed
     task = importlib.import_module(args.task_module).build_task(args, model_overrides)
     model_dir = Trainer(task, args.train_config, args.out, resume=args.resume).fit()
-    print(f"model: {model_dir}\nmetrics: {args.out / 'metrics.jsonl'}\ncurves: {args.out / 'curves.png'}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"model: {model_dir}\nmetrics: {args.out / 'metrics.jsonl'}\n"
+              f"curves: {args.out / 'curves.png'}")
     return 0
