@@ -13,6 +13,7 @@ pickled Python objects are refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -74,10 +75,8 @@ def override_config(config: Any, overrides: dict[str, Any]) -> Any:
     merged = config_to_dict(config)
     for key, value in overrides.items():
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         merged[key] = value
     return config_from_dict(type(config), merged, source="overrides")
 

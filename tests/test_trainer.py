@@ -67,7 +67,8 @@ def test_resume_continues_exactly(labelled_shards, tmp_path, num_workers):
 
 def test_run_outputs_and_learning(labelled_shards, tmp_path):
     run = tmp_path / "run"
-    model_dir = Trainer(_task(labelled_shards), _config(steps=40, keep_last=2, eval_every=40, lr=2e-2, schedule="constant", ema_decay=0.8), run).fit()
+    config = _config(steps=40, keep_last=2, eval_every=40, lr=2e-2, schedule="constant", ema_decay=0.8)
+    model_dir = Trainer(_task(labelled_shards), config, run).fit()
     assert (model_dir / "config.json").is_file() and (model_dir / "model.safetensors").is_file()
     assert len(list((run / "checkpoints").iterdir())) == 2  # keep_last
     assert (run / "curves.png").stat().st_size > 1000

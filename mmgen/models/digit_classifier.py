@@ -36,8 +36,9 @@ class DigitClassifier(PretrainedModel):
         layers: list[nn.Module] = []
         width = config.in_channels
         for out in config.channels:
-            layers += [nn.Conv2d(width, out, 3, padding=1), nn.GroupNorm(math.gcd(8, out), out), nn.GELU(),
-                       nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(math.gcd(8, out), out), nn.GELU(), nn.MaxPool2d(2)]
+            groups = math.gcd(8, out)
+            layers += [nn.Conv2d(width, out, 3, padding=1), nn.GroupNorm(groups, out), nn.GELU(),
+                       nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(groups, out), nn.GELU(), nn.MaxPool2d(2)]
             width = out
         self.stages = nn.Sequential(*layers)
         self.to_features = nn.Sequential(nn.Flatten(), nn.Linear(width, config.feature_dim), nn.GELU())

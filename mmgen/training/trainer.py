@@ -314,7 +314,7 @@ class Trainer:
     def _log(self, window: dict[str, list[float]], samples_per_s: float, position: Any, bar: Any) -> None:
         means = all_reduce_mean({k: sum(v) / len(v) for k, v in window.items()}, self.dist)
         skipped = position.skipped_total
-        skipped = int(round(all_reduce_mean({"s": float(skipped)}, self.dist)["s"] * self.dist.world_size))
+        skipped = round(all_reduce_mean({"s": float(skipped)}, self.dist)["s"] * self.dist.world_size)
         if skipped > self.data_skipped and self.dist.is_main:
             bar.write(f"data: {skipped} corrupt sample(s) skipped so far")
         self.data_skipped = skipped
