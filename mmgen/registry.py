@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 _MODEL_CLASSES: dict[str, type[PretrainedModel]] = {}
 _CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {}
 # Modules that register built-in model classes and named configs when imported.
-_BUILTIN_MODULES: list[str] = ["mmgen.models.digit_classifier", "mmgen.tokenizers.image"]
+_BUILTIN_MODULES: list[str] = [
+    "mmgen.models.digit_classifier",
+    "mmgen.models.masked_transformer",
+    "mmgen.tokenizers.image",
+    "mmgen.models.mim",
+]
 _builtins_loaded = False
 
 

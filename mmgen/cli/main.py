@@ -13,13 +13,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("mmgen.cli.data", "mmgen.cli.train", "mmgen.cli.models", "mmgen.cli.demo")
+COMMAND_MODULES = (
+    "mmgen.cli.data",
+    "mmgen.cli.train",
+    "mmgen.cli.generate",
+    "mmgen.cli.models",
+    "mmgen.cli.demo",
+)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (``mmgen data mnist: error: ...``) and exit code 2."""
 
-    def error(self, message: str):  # noqa: D401 (argparse API)
+    def error(self, message: str):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 

@@ -8,4 +8,5 @@ returning a :class:`~mmgen.training.task.TrainTask`, and a module docstring whos
 TASK_MODULES = {
     "classifier": "mmgen.training.tasks.classifier",
     "image-tokenizer": "mmgen.training.tasks.image_tokenizer",
+    "maskgit": "mmgen.training.tasks.maskgit",
 }

@@ -1,0 +1,92 @@
+"""Evaluating generators: class accuracy by a judge, FID/KID in a pluggable feature space, diversity.
+
+The feature network is any module with ``features(images [B,C,H,W] in [-1,1]) -> [B, D]`` (mmgen's classifier
+judge) wrapped for torchmetrics, so FID/KID run offline with no Inception download; standard Inception features
+are used when the user supplies them as such a module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class FeatureExtractor(nn.Module):
+    """torchmetrics-compatible wrapper: uint8 or float images → ``judge.features`` as float64 [B, D]."""
+
+    def __init__(self, judge: nn.Module):
+        super().__init__()
+        self.judge = judge.eval()
+        self.num_features = int(getattr(judge, "num_features", 0))
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: uint8 [B,C,H,W] in [0, 255] or float in [0, 1] (torchmetrics' conventions) → [B, D]."""
+        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return self.judge.features(images * 2.0 - 1.0).double()
+
+
+@torch.no_grad()
+def generate_per_class(pipe: Any, per_class: int, *, batch_size: int = 100, seed: int = 0,
+                       classes: Sequence[int] | None = None, **options: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` samples of every class → (pixels [N, C, H, W] in [-1, 1], labels [N])."""
+    classes = list(range(pipe.transformer.config.num_classes)) if classes is None else list(classes)
+    labels = torch.tensor([c for c in classes for _ in range(per_class)])
+    generator = torch.Generator(device=pipe.device).manual_seed(seed)
+    pixels = [pipe(class_labels=chunk.tolist(), generator=generator, **options).pixels.cpu()
+              for chunk in labels.split(batch_size)]
+    return torch.cat(pixels), labels
+
+
+@torch.no_grad()
+def judge_accuracy(judge: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Fraction of images [N, C, H, W] that ``judge`` classifies as ``labels`` [N]."""
+    judge = judge.eval()
+    correct = 0
+    for images, target in zip(pixels.split(batch_size), labels.split(batch_size)):
+        correct += int((judge(images).argmax(-1).cpu() == target).sum())
+    return correct / max(1, len(labels))
+
+
+def class_accuracy_of_pipeline(pipe: Any, judge: nn.Module, *, per_class: int = 20, seed: int = 0,
+                               **options: Any) -> float:
+    pixels, labels = generate_per_class(pipe, per_class, seed=seed, **options)
+    return judge_accuracy(judge, pixels, labels)
+
+
+@torch.no_grad()
+def features_of(judge: nn.Module, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    extractor = FeatureExtractor(judge)
+    return torch.cat([extractor(chunk) for chunk in pixels.split(batch_size)])
+
+
+def fid_kid(judge: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, kid_subset_size: int = 200,
+            batch_size: int = 256) -> dict[str, float]:
+    """FID and KID (torchmetrics) between image sets [N, C, H, W] in [-1, 1], in ``judge``'s feature space."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    extractor = FeatureExtractor(judge)
+    size = min(kid_subset_size, len(real), len(fake))
+    fid = FrechetInceptionDistance(feature=extractor, normalize=True)
+    kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=size)
+    for metric in (fid, kid):
+        for is_real, images in ((True, real), (False, fake)):
+            for chunk in images.split(batch_size):
+                metric.update(((chunk.float() + 1) / 2).clamp(0, 1), real=is_real)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean pairwise feature distance within each class, averaged over classes (higher = more diverse)."""
+    per_class = []
+    for label in labels.unique():
+        group = features[labels == label]
+        if len(group) > 1:
+            dist = torch.cdist(group, group)
+            per_class.append(float(dist.sum() / (len(group) * (len(group) - 1))))
+    return sum(per_class) / max(1, len(per_class))

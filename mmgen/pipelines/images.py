@@ -1,0 +1,96 @@
+"""Image I/O for pipelines: files ↔ tensors in [-1, 1], PIL conversion, labelled grids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from mmgen.errors import InvalidArgumentError
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """images: [B, C, H, W] in [-1, 1] (C = 1 or 3) → list of PIL images (L or RGB)."""
+    array = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    out = []
+    for item in array:
+        out.append(Image.fromarray(item[0], "L") if item.shape[0] == 1 else Image.fromarray(item.transpose(1, 2, 0)))
+    return out
+
+
+def load_image(path: str | Path, channels: int, size: tuple[int, int] | None = None, *,
+               argument: str = "--image") -> torch.Tensor:
+    """Read an image file as [1, channels, H, W] in [-1, 1]; resized (bicubic) to ``size`` (H, W) when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidArgumentError(argument, "an existing image file", str(path))
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            if size is not None and img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.BICUBIC)
+            array = np.asarray(img, dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidArgumentError(argument, "a readable image (PNG, JPEG, WebP, ...)", f"{path} ({exc})") from None
+    tensor = torch.from_numpy(array)
+    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    return (tensor / 127.5 - 1.0)[None]
+
+
+def load_mask(path: str | Path, size: tuple[int, int], *, argument: str = "--mask") -> torch.Tensor:
+    """Read a mask image (white/non-zero = region to edit) as float [1, 1, H, W] in [0, 1]; must be ``size``."""
+    mask = (load_image(path, 1, None, argument=argument) + 1) / 2
+    if tuple(mask.shape[-2:]) != tuple(size):
+        raise InvalidArgumentError(argument, f"a mask of the image's size {size[1]}x{size[0]} (WxH)",
+                                   f"{mask.shape[-1]}x{mask.shape[-2]}")
+    return mask
+
+
+def save_images(images: Sequence[Image.Image], out: str | Path, *, nrow: int | None = None) -> list[Path]:
+    """Write images: ``out`` ending in an image suffix → one grid file; otherwise a folder of numbered PNGs."""
+    out = Path(out)
+    if out.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(images, nrow=nrow).save(out)
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(out / f"{index:04d}.png")
+        image.save(paths[-1])
+    return paths
+
+
+def image_grid(images: Sequence[Image.Image], *, nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile images (all the same size) into one image with ``nrow`` per row (default: about square)."""
+    if not images:
+        raise InvalidArgumentError("images", "at least one image")
+    cols = nrow or int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    width, height = images[0].size
+    grid = Image.new(images[0].mode, (cols * (width + pad) + pad, rows * (height + pad) + pad), color=0)
+    for index, image in enumerate(images):
+        row, col = divmod(index, cols)
+        grid.paste(image, (pad + col * (width + pad), pad + row * (height + pad)))
+    return grid
+
+
+def upscale(image: Image.Image, factor: int) -> Image.Image:
+    """Nearest-neighbour upscale so small (28x28) results are viewable."""
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
+
+
+def save_class_grid(pipe: Any, path: str | Path, *, per_class: int = 8, classes: Sequence[int] | None = None,
+                    zoom: int = 1, **call_kwargs: Any) -> Path:
+    """Generate ``per_class`` samples for each class and save a grid with one row per class."""
+    classes = list(range(pipe.transformer.config.num_classes)) if classes is None else list(classes)
+    labels = [c for c in classes for _ in range(per_class)]
+    result = pipe(class_labels=labels, **call_kwargs)
+    grid = image_grid([upscale(img, zoom) for img in result.images], nrow=per_class)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return Path(path)

@@ -1,0 +1,199 @@
+"""Class-conditional (or unconditional) image generation and editing with a MaskGIT transformer.
+
+A pipeline wires a :class:`~mmgen.models.masked_transformer.MaskedTransformer`, an image tokenizer and a sampler
+from :mod:`mmgen.sampling`, and runs the decoding loop. Pipeline folder layout::
+
+    PIPE/pipeline.json          {"pipeline": "maskgit", "sampler": {...defaults}}
+    PIPE/transformer/           config.json + model.safetensors
+    PIPE/image_tokenizer/       config.json + model.safetensors
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from mmgen.errors import CheckpointError, InvalidArgumentError
+from mmgen.pipelines.images import to_pil
+from mmgen.pretrained import write_json_atomic
+from mmgen.sampling import (
+    MaskGITSampler,
+    RandomOrderSampler,
+    TokenSampler,
+    apply_guidance,
+    guidance_scale_at,
+)
+
+PIPELINE_FILE = "pipeline.json"
+SAMPLERS = ("maskgit", "random-order")
+
+
+@dataclass
+class SamplingOptions:
+    """How to decode: steps, sampler, temperatures, guidance (defaults stored in pipeline.json)."""
+
+    num_steps: int = 8
+    sampler: str = "maskgit"
+    schedule: str = "cosine"
+    temperature: float | tuple[float, float] = 1.0
+    choice_temperature: float = 4.5
+    guidance_scale: float = 1.0
+    guidance_schedule: str = "constant"
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def validate(self) -> SamplingOptions:
+        if not isinstance(self.num_steps, int) or self.num_steps <= 0:
+            raise InvalidArgumentError("num_steps", "a positive integer", self.num_steps)
+        if self.guidance_scale < 0:
+            raise InvalidArgumentError("guidance_scale", "a number >= 0", self.guidance_scale)
+        if self.sampler not in SAMPLERS:
+            raise InvalidArgumentError("sampler", f"one of {', '.join(SAMPLERS)}", self.sampler)
+        return self
+
+    def build_sampler(self) -> TokenSampler:
+        if self.sampler == "random-order":
+            sampler: TokenSampler = RandomOrderSampler(temperature=self.temperature, top_k=self.top_k,
+                                                       top_p=self.top_p)
+        else:
+            sampler = MaskGITSampler(schedule=self.schedule, temperature=self.temperature,
+                                     choice_temperature=self.choice_temperature, top_k=self.top_k, top_p=self.top_p)
+        sampler.set_steps(self.num_steps)
+        return sampler
+
+
+@dataclass
+class GenerationOutput:
+    """``images``: PIL images; ``tokens``: [B, h, w]; ``pixels``: [B, C, H, W] in [-1, 1]."""
+
+    images: list[Image.Image]
+    tokens: torch.Tensor
+    pixels: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class MaskGITPipeline:
+    """``pipe(class_labels=[3, 3, 7], num_steps=8, guidance_scale=2.0, generator=g) -> GenerationOutput``."""
+
+    def __init__(self, transformer: Any, image_tokenizer: Any, defaults: SamplingOptions | None = None):
+        self.transformer = transformer.eval()
+        self.image_tokenizer = image_tokenizer.eval()
+        self.defaults = defaults or SamplingOptions()
+
+    # ---------------------------------------------------------------------------------------------- folders
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        directory = Path(directory)
+        self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
+        self.image_tokenizer.save_pretrained(directory / "image_tokenizer", dtype=dtype)
+        write_json_atomic({"pipeline": "maskgit", "sampler": self.defaults.__dict__}, directory / PIPELINE_FILE)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> MaskGITPipeline:
+        from mmgen.registry import load_pretrained
+
+        directory = Path(directory)
+        index = directory / PIPELINE_FILE
+        if not index.is_file():
+            raise CheckpointError(f"{index}: missing (a MaskGIT pipeline folder holds pipeline.json, transformer/ "
+                                  "and image_tokenizer/)")
+        data = json.loads(index.read_text())
+        defaults = SamplingOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in data.get("sampler", {}).items()})
+        return cls(load_pretrained(directory / "transformer", device=device),
+                   load_pretrained(directory / "image_tokenizer", device=device), defaults)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return tuple(self.transformer.config.grid)
+
+    # ----------------------------------------------------------------------------------------------- inputs
+    def options(self, **overrides: Any) -> SamplingOptions:
+        values = {**self.defaults.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
+        return SamplingOptions(**values).validate()
+
+    def class_tensor(self, class_labels: int | Sequence[int] | torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """Check and broadcast class ids to ``[batch]``; None → the null class (unconditional)."""
+        num_classes = self.transformer.config.num_classes
+        if num_classes == 0:
+            if class_labels is not None:
+                raise InvalidArgumentError("class_labels", "None: this model is unconditional", class_labels)
+            return None
+        if class_labels is None:
+            return torch.full((batch,), num_classes, dtype=torch.long, device=self.device)
+        labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
+        if labels.numel() == 1:
+            labels = labels.expand(batch)
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.numel():
+            raise InvalidArgumentError("class", f"a class id in [0, {num_classes - 1}]", int(bad[0]))
+        if labels.numel() != batch:
+            raise InvalidArgumentError("class_labels", f"1 or {batch} labels", labels.numel())
+        return labels
+
+    # ----------------------------------------------------------------------------------------------- the loop
+    def _logits(self, tokens: torch.Tensor, labels: torch.Tensor | None, scale: float) -> torch.Tensor:
+        """Guided logits [B, N, V]; cond and uncond run as one batch when guidance is active."""
+        model = self.transformer
+        if labels is None or scale == 1.0:
+            return model(tokens, labels).float()
+        null = torch.full_like(labels, model.null_class)
+        both = model(torch.cat([tokens, tokens]), torch.cat([labels, null])).float()
+        cond, uncond = both.chunk(2)
+        return apply_guidance(cond, uncond, scale)
+
+    @torch.no_grad()
+    def generate_tokens(self, tokens: torch.Tensor, class_labels: torch.Tensor | None, options: SamplingOptions,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill the ``mask_id`` positions of ``tokens [B, *grid]``; other positions are never changed."""
+        mask_id = self.transformer.mask_id
+        shape = tokens.shape
+        flat = tokens.reshape(shape[0], -1).to(self.device)
+        is_masked = flat == mask_id
+        sampler = options.build_sampler()
+        sampler.begin(is_masked)
+        for index in range(options.num_steps):
+            if not bool(is_masked.any()):
+                break
+            scale = guidance_scale_at(index, options.num_steps, options.guidance_scale, options.guidance_schedule)
+            logits = self._logits(flat.reshape(shape), class_labels, scale)
+            out = sampler.step(index, logits, flat, is_masked, generator=generator)
+            flat, is_masked = out.tokens, out.is_masked
+        return flat.reshape(shape)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, h, w] → pixels [B, C, H, W] in [-1, 1]."""
+        with torch.no_grad():
+            return self.image_tokenizer.decode(tokens).float().clamp(-1, 1)
+
+    def __call__(self, class_labels: int | Sequence[int] | torch.Tensor | None = None, *,
+                 num_images: int | None = None, generator: torch.Generator | None = None,
+                 **options: Any) -> GenerationOutput:
+        """Generate images from scratch (all positions start masked).
+
+        Args:
+            class_labels: one id, a list (one image each) or None (unconditional; then ``num_images``).
+            num_images: batch size when ``class_labels`` is one id or None (default: len of labels, else 1).
+            generator: a ``torch.Generator`` for reproducible sampling.
+            options: any :class:`SamplingOptions` field (``num_steps``, ``guidance_scale``, ``temperature``, ...).
+        """
+        opts = self.options(**options)
+        if num_images is None:
+            num_images = 1 if class_labels is None or isinstance(class_labels, int) else len(class_labels)
+        if num_images <= 0:
+            raise InvalidArgumentError("num_images", "a positive integer", num_images)
+        labels = self.class_tensor(class_labels, num_images)
+        start = torch.full((num_images, *self.grid), self.transformer.mask_id, dtype=torch.long, device=self.device)
+        tokens = self.generate_tokens(start, labels, opts, generator)
+        pixels = self.decode(tokens)
+        return GenerationOutput(to_pil(pixels), tokens, pixels)
