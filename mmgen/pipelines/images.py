@@ -55,7 +55,7 @@ def save_images(images: Sequence[Image.Image], out: str | Path, *, nrow: int | N
     out = Path(out)
     if out.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}:
         out.parent.mkdir(parents=True, exist_ok=True)
-        image_grid(images, nrow=nrow).save(out)
+        (images[0] if len(images) == 1 else image_grid(images, nrow=nrow)).save(out)
         return [out]
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -66,12 +66,12 @@ def save_images(images: Sequence[Image.Image], out: str | Path, *, nrow: int | N
 
 
 def image_grid(images: Sequence[Image.Image], *, nrow: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile images (all the same size) into one image with ``nrow`` per row (default: about square)."""
+    """Tile images into one image with ``nrow`` per row (default: about square); cells fit the largest image."""
     if not images:
         raise InvalidArgumentError("images", "at least one image")
     cols = nrow or int(np.ceil(np.sqrt(len(images))))
     rows = int(np.ceil(len(images) / cols))
-    width, height = images[0].size
+    width, height = max(img.width for img in images), max(img.height for img in images)
     grid = Image.new(images[0].mode, (cols * (width + pad) + pad, rows * (height + pad) + pad), color=0)
     for index, image in enumerate(images):
         row, col = divmod(index, cols)
@@ -85,11 +85,12 @@ def upscale(image: Image.Image, factor: int) -> Image.Image:
 
 
 def save_class_grid(pipe: Any, path: str | Path, *, per_class: int = 8, classes: Sequence[int] | None = None,
-                    zoom: int = 1, **call_kwargs: Any) -> Path:
-    """Generate ``per_class`` samples for each class and save a grid with one row per class."""
+                    zoom: int = 1, seed: int = 0, **call_kwargs: Any) -> Path:
+    """Generate ``per_class`` samples for each class (seeded) and save a grid with one row per class."""
     classes = list(range(pipe.transformer.config.num_classes)) if classes is None else list(classes)
     labels = [c for c in classes for _ in range(per_class)]
-    result = pipe(class_labels=labels, **call_kwargs)
+    generator = torch.Generator(device=pipe.device).manual_seed(seed)
+    result = pipe(class_labels=labels, generator=generator, **call_kwargs)
     grid = image_grid([upscale(img, zoom) for img in result.images], nrow=per_class)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)

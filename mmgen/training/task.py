@@ -74,6 +74,10 @@ class TrainTask:
     def sample(self, model: nn.Module, step: int, out_dir: Path) -> list[Path]:
         return []
 
+    def on_finish(self, model: nn.Module, out_dir: Path) -> list[Path]:
+        """After training (rank 0): write extra artifacts, e.g. a ready-to-use pipeline folder."""
+        return []
+
     def config_dict(self) -> dict[str, Any]:
         """Task settings written into the run's ``run_config.json`` (for the record)."""
         return {}

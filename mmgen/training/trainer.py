@@ -332,6 +332,8 @@ class Trainer:
             export = self._eval_model()
             if hasattr(export, "save_pretrained"):
                 export.save_pretrained(model_dir)
+            for path in self.task.on_finish(export, self.out_dir):
+                log.info("wrote %s", path)
             self.metrics.plot()
             if self.nonfinite_total:
                 log.warning("%d step(s) were skipped for non-finite losses", self.nonfinite_total)

@@ -147,7 +147,8 @@ class MaskGITTask(TrainTask):
 
         pipe = self._pipeline(model)
         path = out_dir / f"step_{step:08d}.png"
-        save_class_grid(pipe, path, per_class=8, num_steps=self.sample_steps, guidance_scale=self.guidance, seed=0)
+        save_class_grid(pipe, path, per_class=8, zoom=2, num_steps=self.sample_steps, guidance_scale=self.guidance,
+                        seed=0)
         return [path]
 
     def evaluate(self, model: nn.Module, step: int, out_dir: Path) -> dict[str, float]:
@@ -160,6 +161,12 @@ class MaskGITTask(TrainTask):
         return {"class_accuracy": class_accuracy_of_pipeline(self._pipeline(model), judge, per_class=20,
                                                              num_steps=self.sample_steps,
                                                              guidance_scale=self.guidance, seed=1)}
+
+    def on_finish(self, model: nn.Module, out_dir: Path) -> list[Path]:
+        """RUN/pipeline: transformer + tokenizer, ready for ``mmgen generate RUN/pipeline``."""
+        if self.image_tokenizer is None:
+            return []
+        return [self._pipeline(model).save_pretrained(out_dir / "pipeline")]
 
     def config_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "overrides": self.overrides, "tokenizer": self.tokenizer_dir,
