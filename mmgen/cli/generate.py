@@ -85,12 +85,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
-    from mmgen.pipelines.editing import inpaint
-    from mmgen.pipelines.images import load_mask
-
     import torch.nn.functional as F
 
-    from mmgen.pipelines.images import load_image
+    from mmgen.pipelines.editing import inpaint
+    from mmgen.pipelines.images import load_image, load_mask
 
     pipe = _load(args)
     image = load_image(args.image, pipe.image_tokenizer.config.in_channels)
