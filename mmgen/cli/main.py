@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "mmgen.cli.data",
     "mmgen.cli.train",
+    "mmgen.cli.tokenize",
+    "mmgen.cli.evaluate",
     "mmgen.cli.generate",
     "mmgen.cli.models",
     "mmgen.cli.demo",

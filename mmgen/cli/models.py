@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from mmgen.registry import lookup, list_models
+    from mmgen.registry import list_models, lookup
 
     for name in list_models(args.pattern):
         print(f"{name:32s} {lookup(name)[0]}")
@@ -32,7 +32,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from mmgen.pretrained import config_to_dict
-    from mmgen.registry import lookup, get_config
+    from mmgen.registry import get_config, lookup
 
     model_type, _ = lookup(args.name)
     print(json.dumps({"model_type": model_type, **config_to_dict(get_config(args.name))}, indent=2))

@@ -167,7 +167,7 @@ class MaskedTransformer(PretrainedModel):
 
 
 register_config("maskgit-mnist", MaskedTransformer.model_type, {
-    "codebook_size": 256, "grid": [7, 7], "dim": 256, "depth": 6, "num_heads": 4, "num_classes": 10,
+    "codebook_size": 1024, "grid": [7, 7], "dim": 192, "depth": 5, "num_heads": 4, "num_classes": 10,
     "class_conditioning": "adaln", "positions": "learned", "dropout": 0.1})
 register_config("maskgit-tiny", MaskedTransformer.model_type, {
     "codebook_size": 64, "grid": [4, 4], "dim": 32, "depth": 2, "num_heads": 2, "num_classes": 4})

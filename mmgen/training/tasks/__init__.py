@@ -8,5 +8,7 @@ returning a :class:`~mmgen.training.task.TrainTask`, and a module docstring whos
 TASK_MODULES = {
     "classifier": "mmgen.training.tasks.classifier",
     "image-tokenizer": "mmgen.training.tasks.image_tokenizer",
+    "mae": "mmgen.training.tasks.mae",
+    "mim": "mmgen.training.tasks.mim",
     "maskgit": "mmgen.training.tasks.maskgit",
 }
