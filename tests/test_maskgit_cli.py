@@ -89,3 +89,17 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_pretokenized_shards_train_the_same_way(trained, tmp_path):
+    shards, tokens = trained / "shards", tmp_path / "tokens"
+    assert main(["tokenize", "shards", "--model", str(trained / "tokenizer"), "--data", str(shards),
+                 "--out", str(tokens)]) == 0
+    from mmgen.data import read_samples
+    from mmgen.training.tasks.maskgit import decode_image_or_tokens
+
+    sample = read_samples(tokens, decode_image_or_tokens, limit=1, split="train")[0]
+    assert sample["tokens"].shape == (3, 3) and sample["tokens"].dtype == torch.long and sample["label"] >= 0
+    assert main(["train", "maskgit", "--data", str(tokens), "--out", str(tmp_path / "run"), "steps=2",
+                 "batch_size=4", "dim=32", "depth=1", "num_heads=2", "num_classes=4", "codebook_size=32",
+                 "grid=[3,3]", "progress=false"]) == 0

@@ -32,6 +32,22 @@ def register(sub: Any) -> None:
     dec.add_argument("tokens", type=Path, help="a .npy file of int token ids [N, h, w] (or [h, w])")
     dec.add_argument("--out", required=True, type=Path, help="output folder for NNNNNN.png")
     dec.set_defaults(func=run_decode)
+    shards = actions.add_parser("shards", help="image shards → pre-tokenized shards (tokens.npy + labels)")
+    shards.add_argument("--model", required=True, type=existing_path, help="tokenizer folder (mmgen or diffusers)")
+    shards.add_argument("--data", required=True, type=existing_path, help="image shards folder (train-*, holdout-*)")
+    shards.add_argument("--out", required=True, type=Path, help="output shards folder")
+    shards.set_defaults(func=run_shards)
+
+
+def run_shards(args: argparse.Namespace) -> int:
+    import torch
+
+    from mmgen.tokenizers.pretokenize import tokenize_shards
+
+    with torch.no_grad():
+        counts = tokenize_shards(load_tokenizer(args.model), args.data, args.out)
+    print(f"wrote tokens of {counts} samples to {args.out}")
+    return 0
 
 
 def load_tokenizer(path: Path) -> Any:
