@@ -22,10 +22,10 @@ from mmgen.cli.args import positive_int
 RECIPES: dict[str, list[str]] = {
     "judge": ["classifier", "steps=1500", "batch_size=64", "lr=2e-3", "warmup_steps=100", "ema_decay=0.999",
               "eval_every=500", "ckpt_every=500", "log_every=50"],
-    "tokenizer": ["image-tokenizer", "steps=1200", "batch_size=64", "lr=1e-3", "eval_every=400",
-                  "ckpt_every=400", "log_every=50"],
-    "maskgit": ["maskgit", "steps=3000", "batch_size=64", "lr=1e-3", "warmup_steps=200", "precision=bf16",
-                "ema_decay=0.999", "eval_every=1000", "sample_every=1000", "ckpt_every=500", "log_every=50"],
+    "tokenizer": ["image-tokenizer", "steps=1200", "batch_size=16", "lr=1e-3", "warmup_steps=100", "precision=bf16",
+                  "eval_every=300", "sample_every=1200", "ckpt_every=300", "log_every=50"],
+    "maskgit": ["maskgit", "steps=2000", "batch_size=64", "lr=1e-3", "warmup_steps=150", "precision=bf16",
+                "ema_decay=0.999", "eval_every=1000", "sample_every=500", "ckpt_every=500", "log_every=50"],
 }
 
 
@@ -47,10 +47,13 @@ def _train_all(out: Path) -> Path:
     if not (data / "dataset.json").is_file():
         cli(["data", "mnist", "--out", str(data)])
     judge, tokenizer = str(runs / "judge" / "model"), str(runs / "tokenizer" / "model")
-    extras = {"maskgit": ["--tokenizer", tokenizer, "--judge", judge], "tokenizer": ["--features", judge]}
     for name, recipe in RECIPES.items():
-        extra = extras.get(name, [])
-        if cli(["train", recipe[0], "--data", str(data), "--out", str(runs / name), *extra, *recipe[1:]]) != 0:
+        source, extra = data, []
+        if name == "maskgit":  # train on pre-tokenized shards: the tokenizer runs once, not every step
+            source = runs / "mnist-tokens"
+            cli(["tokenize", "shards", "--model", tokenizer, "--data", str(data), "--out", str(source)])
+            extra = ["--tokenizer", tokenizer, "--judge", judge]
+        if cli(["train", recipe[0], "--data", str(source), "--out", str(runs / name), *extra, *recipe[1:]]) != 0:
             raise SystemExit(2)
     from mmgen.pipelines.maskgit import MaskGITPipeline
     from mmgen.registry import load_pretrained
