@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "mmgen.cli.train",
     "mmgen.cli.tokenize",
     "mmgen.cli.evaluate",
+    "mmgen.cli.export",
     "mmgen.cli.generate",
     "mmgen.cli.models",
     "mmgen.cli.demo",
