@@ -7,6 +7,7 @@ are used when the user supplies them as such a module.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,7 +73,9 @@ def fid_kid(judge: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, kid_sub
     extractor = FeatureExtractor(judge)
     size = min(kid_subset_size, len(real), len(fake))
     fid = FrechetInceptionDistance(feature=extractor, normalize=True)
-    kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=size)
+    with warnings.catch_warnings():  # "KID will save all extracted features": expected for these small sets
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=size)
     for metric in (fid, kid):
         for is_real, images in ((True, real), (False, fake)):
             for chunk in images.split(batch_size):
