@@ -1,8 +1,8 @@
 """Evaluating generators: class accuracy by a judge, FID/KID in a pluggable feature space, diversity.
 
 The feature network is any module with ``features(images [B,C,H,W] in [-1,1]) -> [B, D]`` (mmgen's classifier
-judge) wrapped for torchmetrics, so FID/KID run offline with no Inception download; standard Inception features
-are used when the user supplies them as such a module.
+judge) wrapped for torchmetrics by :class:`~mmgen.eval.image_metrics.FeatureAdapter`, so FID/KID run offline
+with no Inception download; standard Inception features are used when the user supplies them as such a module.
 """
 
 from __future__ import annotations
@@ -14,20 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-
-class FeatureExtractor(nn.Module):
-    """torchmetrics-compatible wrapper: uint8 or float images → ``judge.features`` as float64 [B, D]."""
-
-    def __init__(self, judge: nn.Module):
-        super().__init__()
-        self.judge = judge.eval()
-        self.num_features = int(getattr(judge, "num_features", 0))
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: uint8 [B,C,H,W] in [0, 255] or float in [0, 1] (torchmetrics' conventions) → [B, D]."""
-        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        return self.judge.features(images * 2.0 - 1.0).double()
+from mmgen.eval.image_metrics import FeatureAdapter
 
 
 @torch.no_grad()
@@ -60,8 +47,9 @@ def class_accuracy_of_pipeline(pipe: Any, judge: nn.Module, *, per_class: int = 
 
 @torch.no_grad()
 def features_of(judge: nn.Module, pixels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    extractor = FeatureExtractor(judge)
-    return torch.cat([extractor(chunk) for chunk in pixels.split(batch_size)])
+    """``judge.features`` of images [N, C, H, W] in [-1, 1] → [N, D]."""
+    judge = judge.eval()
+    return torch.cat([judge.features(chunk).float() for chunk in pixels.split(batch_size)])
 
 
 def fid_kid(judge: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, kid_subset_size: int = 200,
@@ -70,7 +58,7 @@ def fid_kid(judge: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, kid_sub
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    extractor = FeatureExtractor(judge)
+    extractor = FeatureAdapter(judge)
     size = min(kid_subset_size, len(real), len(fake))
     fid = FrechetInceptionDistance(feature=extractor, normalize=True)
     with warnings.catch_warnings():  # "KID will save all extracted features": expected for these small sets

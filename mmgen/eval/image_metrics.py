@@ -77,7 +77,9 @@ class FeatureAdapter(nn.Module):
         self.num_features = int(getattr(network, "num_features", 0)) or None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network.features(images.float() * 2.0 - 1.0).float()
+        """images: float [B, C, H, W] in [0, 1] (or uint8 in [0, 255]) → features [B, D]."""
+        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return self.network.features(images * 2.0 - 1.0).float()
 
 
 class FeatureDistances:
