@@ -7,7 +7,7 @@ Writes, in under a minute on CPU:
 * ``outpaint.png`` — held-out digits | canvas extended 3 tokens to the right.
 
 ``mmgen demo --train`` first retrains the judge, tokenizer and MaskGIT from scratch on the shipped MNIST data with
-the recipes in assets/README.md (about 40 minutes on 2 CPU cores) and uses those instead.
+the recipes in assets/README.md (about an hour on a busy 2-core CPU) and uses those instead.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ RECIPES: dict[str, list[str]] = {
               "eval_every=500", "ckpt_every=500", "log_every=50"],
     "tokenizer": ["image-tokenizer", "steps=1200", "batch_size=16", "lr=1e-3", "warmup_steps=100", "precision=bf16",
                   "eval_every=300", "sample_every=1200", "ckpt_every=300", "log_every=50"],
-    "maskgit": ["maskgit", "steps=2000", "batch_size=64", "lr=1e-3", "warmup_steps=150", "precision=bf16",
+    "maskgit": ["maskgit", "steps=1000", "batch_size=64", "lr=1e-3", "warmup_steps=150", "precision=bf16",
                 "ema_decay=0.999", "eval_every=1000", "sample_every=500", "ckpt_every=500", "log_every=50"],
 }
 

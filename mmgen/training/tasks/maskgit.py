@@ -136,9 +136,10 @@ class MaskGITTask(TrainTask):
                            world_size=world_size, state=state, shuffle_buffer=2000)
 
     def _pipeline(self, model: nn.Module) -> Any:
-        from mmgen.pipelines.maskgit import MaskGITPipeline
+        from mmgen.pipelines.maskgit import MaskGITPipeline, SamplingOptions
 
-        return MaskGITPipeline(model, self.image_tokenizer)
+        defaults = SamplingOptions(num_steps=self.sample_steps, guidance_scale=self.guidance)
+        return MaskGITPipeline(model, self.image_tokenizer, defaults)
 
     def sample(self, model: nn.Module, step: int, out_dir: Path) -> list[Path]:
         if self.image_tokenizer is None or model.config.num_classes == 0:
