@@ -5,8 +5,7 @@ The top-level namespace is small and cheap to import; heavy submodules load on f
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmgen._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -22,8 +21,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mmgen' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes("mmgen", _LAZY, globals())

@@ -15,8 +15,7 @@ Names load lazily so that importing a submodule stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmgen._lazy import lazy_attributes
 
 _LAZY = {
     "expand_shards": "mmgen.data.shards",
@@ -46,12 +45,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mmgen.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes("mmgen.data", _LAZY, globals())

@@ -5,8 +5,7 @@ Imported absolutely as ``mmgen.tokenizers`` (never a top-level ``tokenizers``, w
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmgen._lazy import lazy_attributes
 
 _LAZY = {
     "ImageTokenizer": "mmgen.tokenizers.image",
@@ -19,8 +18,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mmgen.tokenizers' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes("mmgen.tokenizers", _LAZY, globals())
