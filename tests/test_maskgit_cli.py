@@ -48,7 +48,9 @@ def test_generate_and_edit_commands(trained, capsys):
     assert main(["generate", pipe, "--class", "2", "--num", "4", "--steps", "3", "--guidance", "2", "--seed", "1",
                  "--out", str(out / "grid.png")]) == 0
     assert Image.open(out / "grid.png").size[0] > 12
-    assert main(["generate", pipe, "--class", "1", "--num", "3", "--steps", "2", "--out", str(out / "many")]) == 0
+    assert main(["generate", pipe, "--class", "1", "--num", "3", "--steps", "2", "--out", str(out / "many"),
+                 "--guidance", "3", "--guidance-schedule", "linear", "--top-k", "5", "--top-p", "0.9",
+                 "--choice-temperature", "2", "--sampler", "random-order"]) == 0
     assert len(list((out / "many").glob("*.png"))) == 3
     image, mask = str(trained / "digit.png"), str(trained / "mask.png")
     assert main(["inpaint", pipe, "--image", image, "--mask", mask, "--class", "1", "--steps", "2",

@@ -16,6 +16,12 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=non_negative_float, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--temperature", type=non_negative_float, help="sampling temperature")
     parser.add_argument("--sampler", choices=["maskgit", "random-order"], help="decoding strategy")
+    parser.add_argument("--guidance-schedule", choices=["constant", "linear", "cosine"],
+                        help="ramp the guidance scale over the steps (from 1 to --guidance)")
+    parser.add_argument("--choice-temperature", type=non_negative_float,
+                        help="Gumbel noise on confidences (MaskGIT: 4.5, annealed to 0)")
+    parser.add_argument("--top-k", type=positive_int, help="sample only from the k most likely tokens")
+    parser.add_argument("--top-p", type=fraction, help="nucleus sampling: smallest set with this probability")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
     parser.add_argument("--zoom", type=positive_int, default=1, help="upscale saved images (nearest) for viewing")
     parser.add_argument("--out", type=Path, required=True, help="an image file (one grid) or a folder")
@@ -53,7 +59,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     return {"num_steps": args.steps, "guidance_scale": args.guidance, "temperature": args.temperature,
-            "sampler": args.sampler, "generator": torch.Generator().manual_seed(args.seed)}
+            "sampler": args.sampler, "guidance_schedule": args.guidance_schedule,
+            "choice_temperature": args.choice_temperature, "top_k": args.top_k, "top_p": args.top_p,
+            "generator": torch.Generator().manual_seed(args.seed)}
 
 
 def _load(args: argparse.Namespace) -> Any:
