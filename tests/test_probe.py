@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmgen.errors import DataError, InvalidArgumentError
-from mmgen.eval.probe import extract_features, knn_accuracy, linear_probe, probe_features
+from mmgen.eval.probe import L2_GRID, choose_l2, extract_features, knn_accuracy, linear_probe, probe_features
 
 
 def clusters(n: int, seed: int, noise: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,6 +23,18 @@ def test_separable_features_probe_perfectly_and_noise_does_not() -> None:
     assert knn_accuracy(tx, ty, ex, ey, k=5) == 1.0
     noise = torch.randn(200, 8, generator=torch.Generator().manual_seed(2))
     assert linear_probe(noise, ty, torch.randn(100, 8), ey) < 0.6
+
+
+def test_l2_is_chosen_on_training_features_only() -> None:
+    tx, ty = clusters(200, 0, noise=1.5)
+    ex, ey = clusters(100, 1, noise=1.5)
+    l2 = choose_l2((tx - tx.mean(0)) / tx.std(0), ty, 4)
+    assert l2 in L2_GRID
+    standardized = (tx - tx.mean(0)) / tx.std(0)
+    assert choose_l2(standardized.double(), ty, 4) == l2  # deterministic
+    assert linear_probe(tx, ty, ex, ey) == linear_probe(tx, ty, ex, ey, l2=l2)
+    shuffled = ey[torch.randperm(100, generator=torch.Generator().manual_seed(3))]
+    assert linear_probe(tx, ty, ex, shuffled) == linear_probe(tx, ty, ex, shuffled, l2=l2)  # held-out labels unused
 
 
 def test_probe_features_on_samples() -> None:

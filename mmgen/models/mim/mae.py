@@ -171,8 +171,14 @@ class MaskedAutoencoder(MIMModel):
         return self.unpatchify(mixed).clamp(-1, 1)
 
 
-_MNIST = dict(image_size=28, patch_size=4, in_channels=1, embed_dim=192, depth=6, num_heads=3, decoder_dim=128,
-              decoder_depth=2, decoder_heads=4, mask_ratio=0.75, masking="random")
+# MNIST recipe (CPU, 1 thread): a 4-block, 128-wide encoder and a 2-block, 64-wide decoder make a batch-256 step
+# ~0.9 s, so 20 CPU-minutes are ~1300 steps (~74 epochs of 4500 digits); with steps=1300 batch_size=256 lr=1.5e-3
+# warmup_steps=60 betas=[0.9,0.95] it probed 88.8% linear (random-init 79.6%); the 192x6 encoder managed 67.4%
+# in the same budget (fewer epochs). Raw-pixel targets suit MNIST better than per-patch normalized ones (mostly
+# blank patches): norm_pix_loss=False probed 90.0% after only 650 such steps (norm_pix_loss=True: 81.0% at step 650
+# of the 1300-step run, 88.8% at its end). See mmgen/training/tasks/mae.py.
+_MNIST = dict(image_size=28, patch_size=4, in_channels=1, embed_dim=128, depth=4, num_heads=4, decoder_dim=64,
+              decoder_depth=2, decoder_heads=4, mask_ratio=0.75, masking="random", norm_pix_loss=False)
 register_config("vit-tiny-mnist", MaskedAutoencoder.model_type, _MNIST)
 register_config("mae-tiny-test", MaskedAutoencoder.model_type,
                 {**_MNIST, "embed_dim": 32, "depth": 2, "num_heads": 2, "decoder_dim": 32, "decoder_depth": 1,

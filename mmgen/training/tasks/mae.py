@@ -4,6 +4,14 @@
 ``masking=random|block|hard``, ``depth``, ``decoder_depth``, ``norm_pix_loss``, ...). With labelled held-out shards,
 evaluation logs linear-probe and k-NN accuracy of the encoder's features; samples are PNG grids of
 original | masked input | reconstruction rows of held-out images.
+
+MNIST recipe measured so far (5000 digits, 1 thread; linear probe on the 500 held-out digits, mean-pooled features):
+with ``norm_pix_loss=True`` the run below (19.1 CPU-minutes) probed 88.8% vs 79.6% at random init; the registered
+``vit-tiny-mnist`` now uses ``norm_pix_loss=False``, which probed 90.0% after 650 steps (a full 1300-step run of it
+is still to be measured)::
+
+    OMP_NUM_THREADS=1 mmgen train mae --data DIR --out RUN steps=1300 batch_size=256 lr=1.5e-3 warmup_steps=60 \
+        'betas=[0.9,0.95]' weight_decay=0.05 sample_every=650 ckpt_every=650 log_every=50
 """
 
 from __future__ import annotations
