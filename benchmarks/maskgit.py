@@ -141,19 +141,18 @@ def mmgen_cases(args: argparse.Namespace, cross_attention: bool) -> tuple[Callab
 
 def _sample_with_context(pipe: MaskGITPipeline, start: torch.Tensor, options: SamplingOptions,
                          context_kv: list) -> None:
-    """The same loop as the pipeline, conditioning through cached cross-attention keys/values (cond + null)."""
-    from mmgen.sampling import apply_guidance
+    """The pipeline's loop (``run_sampler``), conditioning through cached cross-attention keys/values."""
+    from mmgen.sampling import apply_guidance, run_sampler
 
     model, flat = pipe.transformer, start.reshape(start.shape[0], -1)
-    is_masked = flat == model.mask_id
-    sampler = options.build_sampler()
-    sampler.begin(is_masked)
+
+    def logits_fn(tokens: torch.Tensor, index: int) -> torch.Tensor:
+        both = model(torch.cat([tokens, tokens]).reshape(-1, *start.shape[1:]), context_kv=context_kv).float()
+        cond, uncond = both.chunk(2)
+        return apply_guidance(cond, uncond, options.guidance_scale)
+
     with torch.no_grad():
-        for index in range(options.num_steps):
-            both = model(torch.cat([flat, flat]).reshape(-1, *start.shape[1:]), context_kv=context_kv).float()
-            cond, uncond = both.chunk(2)
-            out = sampler.step(index, apply_guidance(cond, uncond, options.guidance_scale), flat, is_masked)
-            flat, is_masked = out.tokens, out.is_masked
+        run_sampler(options.build_sampler(), logits_fn, flat, flat == model.mask_id)
 
 
 def run(args: argparse.Namespace) -> None:

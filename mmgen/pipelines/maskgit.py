@@ -28,6 +28,7 @@ from mmgen.sampling import (
     TokenSampler,
     apply_guidance,
     guidance_scale_at,
+    run_sampler,
 )
 
 PIPELINE_FILE = "pipeline.json"
@@ -156,20 +157,15 @@ class MaskGITPipeline:
     def generate_tokens(self, tokens: torch.Tensor, class_labels: torch.Tensor | None, options: SamplingOptions,
                         generator: torch.Generator | None = None) -> torch.Tensor:
         """Fill the ``mask_id`` positions of ``tokens [B, *grid]``; other positions are never changed."""
-        mask_id = self.transformer.mask_id
         shape = tokens.shape
         flat = tokens.reshape(shape[0], -1).to(self.device)
-        is_masked = flat == mask_id
-        sampler = options.build_sampler()
-        sampler.begin(is_masked)
-        for index in range(options.num_steps):
-            if not bool(is_masked.any()):
-                break
+
+        def logits_fn(current: torch.Tensor, index: int) -> torch.Tensor:
             scale = guidance_scale_at(index, options.num_steps, options.guidance_scale, options.guidance_schedule)
-            logits = self._logits(flat.reshape(shape), class_labels, scale)
-            out = sampler.step(index, logits, flat, is_masked, generator=generator)
-            flat, is_masked = out.tokens, out.is_masked
-        return flat.reshape(shape)
+            return self._logits(current.reshape(shape), class_labels, scale)
+
+        return run_sampler(options.build_sampler(), logits_fn, flat, flat == self.transformer.mask_id,
+                           generator=generator).reshape(shape)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, h, w] → pixels [B, C, H, W] in [-1, 1]."""

@@ -158,7 +158,9 @@ class MaskGITTask(TrainTask):
         from mmgen.eval.generation import class_accuracy_of_pipeline
         from mmgen.registry import load_pretrained
 
-        judge = load_pretrained(self.judge)
+        if not hasattr(self, "_judge"):
+            self._judge = load_pretrained(self.judge)
+        judge = self._judge
         return {"class_accuracy": class_accuracy_of_pipeline(self._pipeline(model), judge, per_class=20,
                                                              num_steps=self.sample_steps,
                                                              guidance_scale=self.guidance, seed=1)}
