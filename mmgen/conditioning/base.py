@@ -81,7 +81,8 @@ class TextEncoding:
             return torch.cat([x, filler], dim=1)
 
         states = torch.cat([pad(p.states, 0.0) for p in parts])
-        return TextEncoding(states, torch.cat([pad(p.mask, False) for p in parts]), torch.cat([p.pooled for p in parts]))
+        masks = torch.cat([pad(p.mask, False) for p in parts])
+        return TextEncoding(states, masks, torch.cat([p.pooled for p in parts]))
 
 
 def warn_truncated(prompts: Sequence[str], token_counts: Sequence[int], max_length: int) -> None:
