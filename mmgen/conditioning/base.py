@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 TEXT_ENCODERS = {
     "minilm": "mmgen.conditioning.minilm:MiniLMTextEncoder",
     "hf-clip": "mmgen.conditioning.hf_clip:HFCLIPTextEncoder",
-    "open_clip": "mmgen.conditioning.open_clip:OpenCLIPTextEncoder",
+    "open_clip": "mmgen.conditioning.open_clip_text:OpenCLIPTextEncoder",
 }
 
 
