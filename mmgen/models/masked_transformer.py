@@ -6,8 +6,9 @@ no decoding loop (that is :mod:`mmgen.sampling`) and no timestep input (masked m
 Grids: images ``[B, h, w]``, video ``[B, t, h, w]``, audio ``[B, levels, frames]`` — positions come from the grid
 (learned per-axis tables, fixed sin/cos, or axial RoPE), so one class serves every modality.
 Conditioning: class labels (adaLN-Zero or a prefix token; id ``num_classes`` is the null class used for
-classifier-free guidance) and/or a sequence through cross-attention (text token states, phonemes), whose
-keys/values can be projected once per prompt with :meth:`MaskedTransformer.project_context`.
+classifier-free guidance), a pooled vector (a sentence embedding, added to the adaLN-Zero conditioning as in Muse)
+and/or a sequence through cross-attention (text token states, phonemes), whose keys/values can be projected once per
+prompt with :meth:`MaskedTransformer.project_context`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class MaskedTransformerConfig:
     num_classes: int = 0
     class_conditioning: Literal["adaln", "prefix"] = "adaln"
     context_dim: int | None = None
+    pooled_dim: int | None = None
     qk_norm: bool = False
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     dropout: float = 0.0
@@ -59,7 +61,7 @@ class MaskedTransformerConfig:
 
 
 class MaskedTransformer(PretrainedModel):
-    """``forward(tokens [B, *grid], class_labels [B]?, context [B, Lc, Cd]?) -> logits [B, N, codebook_size]``."""
+    """``forward(tokens [B, *grid], class_labels [B]?, context [B, Lc, Cd]?, pooled [B, P]?) -> [B, N, V]``."""
 
     config_class = MaskedTransformerConfig
     model_type = "masked_transformer"
@@ -69,8 +71,10 @@ class MaskedTransformer(PretrainedModel):
         c = config
         self.token_embedding = nn.Embedding(c.codebook_size + 1, c.dim)  # + [MASK]
         self.learned_positions = LearnedGridPositions(c.grid, c.dim) if c.positions == "learned" else None
-        use_adaln = c.num_classes > 0 and c.class_conditioning == "adaln"
+        use_adaln = (c.num_classes > 0 and c.class_conditioning == "adaln") or c.pooled_dim is not None
         self.class_embedding = nn.Embedding(c.num_classes + 1, c.dim) if c.num_classes > 0 else None  # + null
+        self.pooled_projection = (nn.Sequential(nn.Linear(c.pooled_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
+                                  if c.pooled_dim is not None else None)
         self.blocks = nn.ModuleList(
             TransformerBlock(c.dim, c.num_heads, c.mlp_ratio, context_dim=c.context_dim, qk_norm=c.qk_norm,
                              norm=c.norm, adaln_dim=c.dim if use_adaln else None, dropout=c.dropout)
@@ -106,7 +110,7 @@ class MaskedTransformer(PretrainedModel):
         return self.config.num_classes > 0 and self.config.class_conditioning == "prefix"
 
     # ------------------------------------------------------------------------------------------------- checks
-    def _check_inputs(self, tokens: Tensor, class_labels: Tensor | None) -> None:
+    def _check_inputs(self, tokens: Tensor, class_labels: Tensor | None, pooled: Tensor | None) -> None:
         if tokens.dtype not in (torch.int64, torch.int32):
             raise InvalidArgumentError("tokens", "an integer tensor of token ids", str(tokens.dtype))
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > self.mask_id):
@@ -119,6 +123,9 @@ class MaskedTransformer(PretrainedModel):
             if int(class_labels.min()) < 0 or int(class_labels.max()) > self.null_class:
                 raise InvalidArgumentError("class_labels", f"ids in [0, {self.null_class}]",
                                            f"range [{int(class_labels.min())}, {int(class_labels.max())}]")
+        if (pooled is None) != (self.config.pooled_dim is None):
+            expected = f"[B, {self.config.pooled_dim}] pooled embeddings" if self.config.pooled_dim else "None"
+            raise InvalidArgumentError("pooled", expected, None if pooled is None else tuple(pooled.shape))
 
     # ------------------------------------------------------------------------------------------------ forward
     def project_context(self, context: Tensor) -> ContextKV:
@@ -135,8 +142,20 @@ class MaskedTransformer(PretrainedModel):
             x = torch.cat([self.class_embedding(class_labels)[:, None], x], dim=1)
         return x
 
+    def _condition_vector(self, class_labels: Tensor | None, pooled: Tensor | None) -> Tensor | None:
+        """The adaLN conditioning ``[B, dim]``: class embedding + projected pooled embedding (None without adaLN)."""
+        if self.final_modulation is None:
+            return None
+        parts = []
+        if self.class_embedding is not None and not self.has_class_prefix:
+            parts.append(self.class_embedding(class_labels))
+        if self.pooled_projection is not None:
+            parts.append(self.pooled_projection(pooled.to(self.pooled_projection[0].weight.dtype)))
+        return torch.stack(parts).sum(0)
+
     def forward(self, tokens: Tensor, class_labels: Tensor | None = None, *, context: Tensor | None = None,
-                context_mask: Tensor | None = None, context_kv: ContextKV | None = None) -> Tensor:
+                context_mask: Tensor | None = None, context_kv: ContextKV | None = None,
+                pooled: Tensor | None = None, micro_conds: Tensor | None = None) -> Tensor:
         """Logits for every grid position.
 
         Args:
@@ -144,17 +163,21 @@ class MaskedTransformer(PretrainedModel):
             class_labels: ``[B]`` in ``[0, num_classes]`` (``num_classes`` = null/unconditional).
             context: ``[B, Lc, context_dim]`` cross-attention states; or ``context_kv`` from
                 :meth:`project_context`. ``context_mask``: ``[B, Lc]`` bool, True = real token.
+            pooled: ``[B, pooled_dim]`` sentence embedding (models with ``pooled_dim``).
+            micro_conds: not used by this model (aMUSEd's UVit takes them); must be None.
 
         Returns:
             ``[B, N, codebook_size]`` logits, ``N = prod(grid)`` in row-major order.
         """
-        self._check_inputs(tokens, class_labels)
+        self._check_inputs(tokens, class_labels, pooled)
+        if micro_conds is not None:
+            raise InvalidArgumentError("micro_conds", "None (this model has no micro-conditioning)", "a tensor")
         grid = tuple(tokens.shape[1:])
         x = self._embed(tokens, grid, class_labels)
         prefix = 1 if self.has_class_prefix else 0
         head_dim = self.config.dim // self.config.num_heads
         rope = axial_rope(grid, head_dim, prefix=prefix, device=x.device) if self.config.positions == "rope" else None
-        cond = self.class_embedding(class_labels) if self.final_modulation is not None else None
+        cond = self._condition_vector(class_labels, pooled)
         for index, block in enumerate(self.blocks):
             kv = context_kv[index] if context_kv is not None else None
             x = block(x, cond=cond, context=None if kv is not None else context, context_mask=context_mask,

@@ -1,8 +1,9 @@
 """Editing with any token pipeline: inpainting, outpainting (canvas extension) and variations (img2img).
 
-All three start from the image's tokens, mask some, and let the pipeline's decoding loop fill exactly those; the
+All start from the image's tokens, mask some, and let the pipeline's decoding loop fill exactly those; the
 tokens outside the mask are never changed, and the original pixels outside the edited region are pasted back
-(optionally with a soft seam).
+(optionally with a soft seam). ``condition`` is whatever the pipeline conditions on (class ids for a class pipeline,
+prompts for a text pipeline; None = unconditional) and ``negative`` the unconditional branch of guidance.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def _finish(pipe: MaskGITPipeline, tokens: torch.Tensor, original: torch.Tensor 
     return GenerationOutput(to_pil(pixels), tokens, pixels, {"token_mask": token_mask})
 
 
-def inpaint(pipe: MaskGITPipeline, image: torch.Tensor, mask: torch.Tensor, class_labels: Any = None, *,
-            dilate: int = 0, softness: int = 0, generator: torch.Generator | None = None,
+def inpaint(pipe: MaskGITPipeline, image: torch.Tensor, mask: torch.Tensor, condition: Any = None, *,
+            negative: Any = None, dilate: int = 0, softness: int = 0, generator: torch.Generator | None = None,
             **options: Any) -> GenerationOutput:
     """Regenerate the masked region of ``image [B, C, H, W]`` (``mask [B|1, 1, H, W]``, 1 = regenerate)."""
     if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
@@ -62,15 +63,15 @@ def inpaint(pipe: MaskGITPipeline, image: torch.Tensor, mask: torch.Tensor, clas
     tokens = _encode(pipe, image)
     token_mask = token_mask_from_pixels(mask, pipe.image_tokenizer.downsample_factor, dilate=dilate).to(tokens.device)
     start = tokens.masked_fill(token_mask, pipe.transformer.mask_id)
-    labels = pipe.class_tensor(class_labels, image.shape[0])
-    out = pipe.generate_tokens(start, labels, pipe.options(**options), generator)
+    conditioning = pipe.condition(condition, image.shape[0], negative=negative)
+    out = pipe.generate_tokens(start, conditioning, pipe.options(**options), generator)
     factor = pipe.image_tokenizer.downsample_factor
     cells = token_mask[:, None].float().repeat_interleave(factor, 2).repeat_interleave(factor, 3)
     return _finish(pipe, out, image, cells[..., :image.shape[-2], :image.shape[-1]], softness, token_mask)
 
 
-def vary(pipe: MaskGITPipeline, image: torch.Tensor, strength: float, class_labels: Any = None, *,
-         generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
+def vary(pipe: MaskGITPipeline, image: torch.Tensor, strength: float, condition: Any = None, *,
+         negative: Any = None, generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
     """img2img: re-mask a random ``strength`` fraction of the image's tokens and regenerate them."""
     if not 0.0 < strength <= 1.0:
         raise InvalidArgumentError("strength", "a fraction in (0, 1]", strength)
@@ -81,8 +82,8 @@ def vary(pipe: MaskGITPipeline, image: torch.Tensor, strength: float, class_labe
     chosen = scores.argsort(dim=1)[:, :count].to(flat.device)
     token_mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, chosen, True).reshape(tokens.shape)
     start = tokens.masked_fill(token_mask, pipe.transformer.mask_id)
-    labels = pipe.class_tensor(class_labels, image.shape[0])
-    out = pipe.generate_tokens(start, labels, pipe.options(**options), generator)
+    conditioning = pipe.condition(condition, image.shape[0], negative=negative)
+    out = pipe.generate_tokens(start, conditioning, pipe.options(**options), generator)
     return _finish(pipe, out, None, None, 0, token_mask)
 
 
@@ -96,8 +97,8 @@ def _window_starts(known: int, extra: int, window: int, step: int) -> list[int]:
     return starts
 
 
-def outpaint(pipe: MaskGITPipeline, image: torch.Tensor, direction: Direction, extend: int, class_labels: Any = None,
-             *, generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
+def outpaint(pipe: MaskGITPipeline, image: torch.Tensor, direction: Direction, extend: int, condition: Any = None,
+             *, negative: Any = None, generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
     """Extend the canvas by ``extend`` tokens towards ``direction`` with overlapping windows of the model's grid.
 
     Each window keeps at least half of the model's grid as known context and reveals the rest.
@@ -121,12 +122,12 @@ def outpaint(pipe: MaskGITPipeline, image: torch.Tensor, direction: Direction, e
     pad = [0, 0, 0, 0]
     pad[1 if axis == 2 else 3] = extend
     canvas = F.pad(tokens, pad, value=pipe.transformer.mask_id)
-    labels = pipe.class_tensor(class_labels, image.shape[0])
+    conditioning = pipe.condition(condition, image.shape[0], negative=negative)
     opts = pipe.options(**options)
     for start in _window_starts(known, extend, window, max(1, window // 2)):
         piece = canvas.narrow(axis, start, window)
         piece = piece.flip(axis) if flip else piece
-        filled = pipe.generate_tokens(piece, labels, opts, generator)
+        filled = pipe.generate_tokens(piece, conditioning, opts, generator)
         canvas.narrow(axis, start, window).copy_(filled.flip(axis) if flip else filled)
     canvas = canvas.flip(axis) if flip else canvas
     token_mask = canvas.new_zeros(canvas.shape, dtype=torch.bool)

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from mmgen.errors import CheckpointError, InvalidArgumentError
+from mmgen.pipelines.conditioning import Conditioning
 from mmgen.pipelines.images import to_pil
 from mmgen.pretrained import write_json_atomic
 from mmgen.sampling import (
@@ -123,6 +124,23 @@ class MaskGITPipeline:
         values = {**self.defaults.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
         return SamplingOptions(**values).validate()
 
+    def condition(self, condition: Any, batch: int, *, negative: Any = None) -> Conditioning:
+        """Class ids (one, a list, a tensor, or None = unconditional) → :class:`Conditioning` for ``batch`` samples.
+
+        The unconditional branch for guidance uses the null class, or the ``negative`` class ids when given.
+        """
+        if isinstance(condition, Conditioning):
+            return condition
+        if isinstance(condition, str) or isinstance(negative, str):
+            raise InvalidArgumentError("prompt", "no prompt: this pipeline is class-conditional (use --class)",
+                                       condition if isinstance(condition, str) else negative)
+        labels = self.class_tensor(condition, batch)
+        if labels is None:
+            return Conditioning(batch, {"class_labels": None})
+        uncond = (self.class_tensor(negative, batch) if negative is not None
+                  else torch.full_like(labels, self.transformer.null_class))
+        return Conditioning.from_stacked(batch, {"class_labels": torch.cat([labels, uncond])})
+
     def class_tensor(self, class_labels: int | Sequence[int] | torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """Check and broadcast class ids to ``[batch]``; None → the null class (unconditional)."""
         num_classes = self.transformer.config.num_classes
@@ -143,26 +161,31 @@ class MaskGITPipeline:
         return labels
 
     # ----------------------------------------------------------------------------------------------- the loop
-    def _logits(self, tokens: torch.Tensor, labels: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """One transformer call → float logits [B, N, V] (subclasses may add autocast)."""
+        return self.transformer(tokens, **inputs).float()
+
+    def _logits(self, tokens: torch.Tensor, conditioning: Conditioning, scale: float) -> torch.Tensor:
         """Guided logits [B, N, V]; cond and uncond run as one batch when guidance is active."""
-        model = self.transformer
-        if labels is None or scale == 1.0:
-            return model(tokens, labels).float()
-        null = torch.full_like(labels, model.null_class)
-        both = model(torch.cat([tokens, tokens]), torch.cat([labels, null])).float()
-        cond, uncond = both.chunk(2)
+        if conditioning.guided is None or scale == 1.0:
+            return self._forward(tokens, conditioning.cond)
+        cond, uncond = self._forward(torch.cat([tokens, tokens]), conditioning.guided).chunk(2)
         return apply_guidance(cond, uncond, scale)
 
     @torch.no_grad()
-    def generate_tokens(self, tokens: torch.Tensor, class_labels: torch.Tensor | None, options: SamplingOptions,
+    def generate_tokens(self, tokens: torch.Tensor, condition: Any, options: SamplingOptions,
                         generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fill the ``mask_id`` positions of ``tokens [B, *grid]``; other positions are never changed."""
+        """Fill the ``mask_id`` positions of ``tokens [B, *grid]``; other positions are never changed.
+
+        ``condition``: a :class:`Conditioning` from :meth:`condition`, or anything :meth:`condition` accepts.
+        """
         shape = tokens.shape
         flat = tokens.reshape(shape[0], -1).to(self.device)
+        conditioning = self.condition(condition, shape[0])
 
         def logits_fn(current: torch.Tensor, index: int) -> torch.Tensor:
             scale = guidance_scale_at(index, options.num_steps, options.guidance_scale, options.guidance_schedule)
-            return self._logits(current.reshape(shape), class_labels, scale)
+            return self._logits(current.reshape(shape), conditioning, scale)
 
         return run_sampler(options.build_sampler(), logits_fn, flat, flat == self.transformer.mask_id,
                            generator=generator).reshape(shape)
@@ -173,13 +196,14 @@ class MaskGITPipeline:
             return self.image_tokenizer.decode(tokens).float().clamp(-1, 1)
 
     def __call__(self, class_labels: int | Sequence[int] | torch.Tensor | None = None, *,
-                 num_images: int | None = None, generator: torch.Generator | None = None,
-                 **options: Any) -> GenerationOutput:
+                 num_images: int | None = None, negative_class: int | Sequence[int] | None = None,
+                 generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
         """Generate images from scratch (all positions start masked).
 
         Args:
             class_labels: one id, a list (one image each) or None (unconditional; then ``num_images``).
             num_images: batch size when ``class_labels`` is one id or None (default: len of labels, else 1).
+            negative_class: class id(s) for the unconditional branch of guidance (default: the null class).
             generator: a ``torch.Generator`` for reproducible sampling.
             options: any :class:`SamplingOptions` field (``num_steps``, ``guidance_scale``, ``temperature``, ...).
         """
@@ -188,8 +212,8 @@ class MaskGITPipeline:
             num_images = 1 if class_labels is None or isinstance(class_labels, int) else len(class_labels)
         if num_images <= 0:
             raise InvalidArgumentError("num_images", "a positive integer", num_images)
-        labels = self.class_tensor(class_labels, num_images)
+        conditioning = self.condition(class_labels, num_images, negative=negative_class)
         start = torch.full((num_images, *self.grid), self.transformer.mask_id, dtype=torch.long, device=self.device)
-        tokens = self.generate_tokens(start, labels, opts, generator)
+        tokens = self.generate_tokens(start, conditioning, opts, generator)
         pixels = self.decode(tokens)
         return GenerationOutput(to_pil(pixels), tokens, pixels)
