@@ -12,7 +12,10 @@ from typing import Any
 from mmgen.errors import CheckpointError
 
 # pipeline.json "pipeline" value -> "module:Class"
-PIPELINES = {"maskgit": "mmgen.pipelines.maskgit:MaskGITPipeline"}
+PIPELINES = {
+    "maskgit": "mmgen.pipelines.maskgit:MaskGITPipeline",
+    "text-to-image": "mmgen.pipelines.text_to_image:TextToImagePipeline",
+}
 
 
 def load_pipeline(directory: str | Path, **kwargs: Any) -> Any:

@@ -95,3 +95,29 @@ def save_class_grid(pipe: Any, path: str | Path, *, per_class: int = 8, classes:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
     return Path(path)
+
+
+def caption_rows(grid: Image.Image, captions: Sequence[str], row_height: int, *, width: int = 260,
+                 pad: int = 2) -> Image.Image:
+    """Put a text column left of ``grid`` with one caption per row (rows of ``row_height + pad`` pixels)."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (grid.width + width, grid.height), color=(255, 255, 255))
+    canvas.paste(grid.convert("RGB"), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for row, text in enumerate(captions):
+        shown = text if len(text) <= 42 else text[:39] + "..."
+        draw.text((4, pad + row * (row_height + pad) + row_height // 2 - 5), shown or "(empty prompt)", fill=(0, 0, 0))
+    return canvas
+
+
+def save_prompt_grid(pipe: Any, prompts: Sequence[str], path: str | Path, *, per_prompt: int = 4, zoom: int = 1,
+                     seed: int = 0, **call_kwargs: Any) -> Path:
+    """Generate ``per_prompt`` samples for each prompt (seeded) and save a grid: one captioned row per prompt."""
+    generator = torch.Generator(device=pipe.device).manual_seed(seed)
+    result = pipe([p for p in prompts for _ in range(per_prompt)], generator=generator, **call_kwargs)
+    images = [upscale(img, zoom) for img in result.images]
+    grid = caption_rows(image_grid(images, nrow=per_prompt), prompts, images[0].height)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return Path(path)

@@ -195,25 +195,34 @@ class MaskGITPipeline:
         with torch.no_grad():
             return self.image_tokenizer.decode(tokens).float().clamp(-1, 1)
 
-    def __call__(self, class_labels: int | Sequence[int] | torch.Tensor | None = None, *,
-                 num_images: int | None = None, negative_class: int | Sequence[int] | None = None,
+    def generate(self, condition: Any = None, *, negative: Any = None, num_images: int | None = None,
                  generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
-        """Generate images from scratch (all positions start masked).
+        """Generate images from scratch (all positions start masked) for any kind of condition.
 
         Args:
-            class_labels: one id, a list (one image each) or None (unconditional; then ``num_images``).
-            num_images: batch size when ``class_labels`` is one id or None (default: len of labels, else 1).
-            negative_class: class id(s) for the unconditional branch of guidance (default: the null class).
+            condition: what :meth:`condition` accepts (class ids here, prompts in text pipelines); one value or a
+                sequence (one image each); None = unconditional.
+            negative: the unconditional branch of guidance (a class id / a negative prompt; default: null / "").
+            num_images: batch size when ``condition`` is one value or None (default: len of a sequence, else 1).
             generator: a ``torch.Generator`` for reproducible sampling.
             options: any :class:`SamplingOptions` field (``num_steps``, ``guidance_scale``, ``temperature``, ...).
         """
         opts = self.options(**options)
         if num_images is None:
-            num_images = 1 if class_labels is None or isinstance(class_labels, int) else len(class_labels)
-        if num_images <= 0:
+            single = condition is None or isinstance(condition, (int, str)) or (
+                isinstance(condition, torch.Tensor) and condition.numel() == 1)
+            num_images = 1 if single else len(condition)
+        if not isinstance(num_images, int) or num_images <= 0:
             raise InvalidArgumentError("num_images", "a positive integer", num_images)
-        conditioning = self.condition(class_labels, num_images, negative=negative_class)
+        conditioning = self.condition(condition, num_images, negative=negative)
         start = torch.full((num_images, *self.grid), self.transformer.mask_id, dtype=torch.long, device=self.device)
         tokens = self.generate_tokens(start, conditioning, opts, generator)
         pixels = self.decode(tokens)
         return GenerationOutput(to_pil(pixels), tokens, pixels)
+
+    def __call__(self, class_labels: int | Sequence[int] | torch.Tensor | None = None, *,
+                 num_images: int | None = None, negative_class: int | Sequence[int] | None = None,
+                 generator: torch.Generator | None = None, **options: Any) -> GenerationOutput:
+        """``pipe(class_labels, num_images=, negative_class=, generator=, **options)``: see :meth:`generate`."""
+        return self.generate(class_labels, negative=negative_class, num_images=num_images, generator=generator,
+                             **options)

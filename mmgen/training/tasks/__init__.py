@@ -11,4 +11,5 @@ TASK_MODULES = {
     "mae": "mmgen.training.tasks.mae",
     "mim": "mmgen.training.tasks.mim",
     "maskgit": "mmgen.training.tasks.maskgit",
+    "muse": "mmgen.training.tasks.muse",
 }

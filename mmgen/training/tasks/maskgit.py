@@ -35,6 +35,8 @@ def decode_image_or_tokens(raw: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"sample {sample.get('key')!r} has neither an image nor {TOKENS_MEMBER}")
         out["image"] = to_unit_range(sample["image"])
     out["label"] = sample.get("label", -1)
+    if "text" in sample:
+        out["text"] = sample["text"]
     return out
 
 
@@ -75,11 +77,15 @@ class MaskGITModule(nn.Module):
             labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
         return labels
 
+    def model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The transformer's conditioning keyword inputs for this batch (with conditioning dropout in training)."""
+        return {"class_labels": self.class_labels(batch)}
+
     def forward(self, batch: dict[str, Any], step: int) -> LossOutput:
         tokens = self.tokens_of(batch)
         flat = tokens.reshape(tokens.shape[0], -1)
         inputs, mask = self.masker(flat)
-        logits = self.transformer(inputs.reshape(tokens.shape), self.class_labels(batch))
+        logits = self.transformer(inputs.reshape(tokens.shape), **self.model_inputs(batch))
         masked_logits, targets = logits[mask].float(), flat[mask]
         loss = F.cross_entropy(masked_logits, targets, label_smoothing=self.label_smoothing)
         accuracy = (masked_logits.argmax(-1) == targets).float().mean()

@@ -1,0 +1,162 @@
+"""Text-to-image (Muse-style) generation and editing: a text encoder + a masked-token transformer + an image tokenizer.
+
+The prompt is encoded once per call (never per step); its cross-attention keys/values are projected once and
+reused by every decoding step; the conditional and unconditional (negative or empty prompt) branches of
+classifier-free guidance run as one batch. Pipeline folder layout::
+
+    PIPE/pipeline.json     {"pipeline": "text-to-image", "text_encoder": SPEC, "sampler": {...}, "micro_conds": [...]}
+    PIPE/transformer/      config.json + model.safetensors  (mmgen MaskedTransformer, or the aMUSEd UVit)
+    PIPE/image_tokenizer/  config.json + model.safetensors
+
+``SPEC`` names the text encoder (see :mod:`mmgen.conditioning.base`: ``minilm``, ``hf-clip:text_encoder``, ...);
+relative paths in it resolve against the pipeline folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.conditioning import TextEncoder, TextEncoding, load_text_encoder
+from mmgen.errors import CheckpointError, InvalidArgumentError
+from mmgen.pipelines.conditioning import Conditioning
+from mmgen.pipelines.maskgit import PIPELINE_FILE, GenerationOutput, MaskGITPipeline, SamplingOptions
+from mmgen.pretrained import write_json_atomic
+
+PIPELINE_KIND = "text-to-image"
+PromptLike = str | Sequence[str] | None
+
+
+def prompt_list(prompt: PromptLike, batch: int, name: str = "prompt") -> list[str]:
+    """Broadcast a prompt (None = "" = unconditional) or check a list of ``batch`` prompts."""
+    if prompt is None or isinstance(prompt, str):
+        return [prompt or ""] * batch
+    prompts = list(prompt)
+    if len(prompts) == 1:
+        prompts = prompts * batch
+    if len(prompts) != batch:
+        raise InvalidArgumentError(name, f"1 or {batch} prompts", len(prompts))
+    bad = [p for p in prompts if p is not None and not isinstance(p, str)]
+    if bad:
+        raise InvalidArgumentError(name, "strings", type(bad[0]).__name__)
+    return [p or "" for p in prompts]
+
+
+class TextToImagePipeline(MaskGITPipeline):
+    """``pipe("a red circle above a blue square", num_images=4, guidance_scale=4.0, generator=g)``.
+
+    Args:
+        transformer: any masked-token transformer taking ``context_kv``/``context_mask``/``pooled`` (mmgen's
+            :class:`~mmgen.models.masked_transformer.MaskedTransformer` with ``context_dim``, or the aMUSEd UVit).
+        image_tokenizer: encode/decode between images and token grids.
+        text_encoder: a :class:`~mmgen.conditioning.TextEncoder` (frozen).
+        defaults: sampling defaults (stored in pipeline.json).
+        micro_conds: aMUSEd-style micro-conditioning values (e.g. ``[512, 512, 0, 0, 6]``), or None.
+        autocast: ``"bf16"`` runs the transformer under bf16 autocast (fast on CPUs with bf16 matmul), or None.
+    """
+
+    def __init__(self, transformer: Any, image_tokenizer: Any, text_encoder: TextEncoder,
+                 defaults: SamplingOptions | None = None, *, micro_conds: Sequence[float] | None = None,
+                 autocast: str | None = None):
+        super().__init__(transformer, image_tokenizer, defaults)
+        self.text_encoder = text_encoder.eval()
+        self.micro_conds = list(micro_conds) if micro_conds is not None else None
+        if autocast not in (None, "bf16", "fp16"):
+            raise InvalidArgumentError("autocast", "None, 'bf16' or 'fp16'", autocast)
+        self.autocast = autocast
+
+    # ---------------------------------------------------------------------------------------------- folders
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        directory = Path(directory)
+        self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
+        self.image_tokenizer.save_pretrained(directory / "image_tokenizer", dtype=dtype)
+        index: dict[str, Any] = {"pipeline": PIPELINE_KIND, "text_encoder": self.text_encoder.spec,
+                                 "sampler": self.defaults.__dict__}
+        if self.micro_conds is not None:
+            index["micro_conds"] = self.micro_conds
+        if self.autocast is not None:
+            index["autocast"] = self.autocast
+        write_json_atomic(index, directory / PIPELINE_FILE)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> TextToImagePipeline:
+        from mmgen.registry import load_pretrained
+
+        directory = Path(directory)
+        index_path = directory / PIPELINE_FILE
+        if not index_path.is_file():
+            raise CheckpointError(f"{index_path}: missing (a text-to-image pipeline folder holds pipeline.json, "
+                                  "transformer/ and image_tokenizer/)")
+        index = json.loads(index_path.read_text())
+        if "text_encoder" not in index:
+            raise CheckpointError(f"{index_path}: no 'text_encoder' spec")
+        defaults = SamplingOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in index.get("sampler", {}).items()})
+        return cls(load_pretrained(directory / "transformer", device=device),
+                   load_pretrained(directory / "image_tokenizer", device=device),
+                   load_text_encoder(index["text_encoder"], base_dir=directory, device=device), defaults,
+                   micro_conds=index.get("micro_conds"), autocast=index.get("autocast"))
+
+    # ----------------------------------------------------------------------------------------------- inputs
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.autocast == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def encode_prompts(self, prompts: list[str]) -> TextEncoding:
+        """Encode each distinct prompt once: ``B`` prompts → :class:`TextEncoding` with ``B`` rows."""
+        distinct = list(dict.fromkeys(prompts))
+        encoded = self.text_encoder.encode(distinct).to(self.device)
+        rows = torch.tensor([distinct.index(p) for p in prompts], device=self.device)
+        return TextEncoding(encoded.states[rows], encoded.mask[rows], encoded.pooled[rows])
+
+    def _uses_pooled(self) -> bool:
+        return getattr(self.transformer.config, "pooled_dim", "unspecified") is not None
+
+    def condition(self, condition: Any, batch: int, *, negative: Any = None) -> Conditioning:
+        """Prompt(s) (None or "" = unconditional) → :class:`Conditioning` with both guidance branches stacked.
+
+        ``negative``: the negative prompt(s) for the unconditional branch (default "").
+        """
+        if isinstance(condition, Conditioning):
+            return condition
+        if isinstance(condition, (int, torch.Tensor)) and not isinstance(condition, bool):
+            raise InvalidArgumentError("class", "no class id: this pipeline is text-conditioned (use --prompt)",
+                                       condition)
+        prompts = prompt_list(condition, batch) + prompt_list(negative, batch, "negative_prompt")
+        text = self.encode_prompts(prompts)
+        with torch.no_grad(), self._autocast():
+            context_kv = self.transformer.project_context(text.states)
+        stacked: dict[str, Any] = {"context_kv": context_kv, "context_mask": text.mask}
+        if self._uses_pooled():
+            stacked["pooled"] = text.pooled
+        if self.micro_conds is not None:
+            stacked["micro_conds"] = torch.tensor([self.micro_conds] * 2 * batch, dtype=torch.float32,
+                                                  device=self.device)
+        return Conditioning.from_stacked(batch, stacked)
+
+    def _forward(self, tokens: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        with self._autocast():
+            return self.transformer(tokens, **inputs).float()
+
+    def __call__(self, prompt: PromptLike = None, *, negative_prompt: PromptLike = None,
+                 num_images: int | None = None, generator: torch.Generator | None = None,
+                 **options: Any) -> GenerationOutput:
+        """Generate from prompts: one prompt (``num_images`` of it), or a list (one image each).
+
+        Args:
+            prompt: a string, a list of strings, or None/"" (unconditional). Over-long prompts are truncated
+                with a warning.
+            negative_prompt: what guidance steers away from (default: the empty prompt).
+            num_images: images for a single prompt (default 1).
+            options: any :class:`SamplingOptions` field (``num_steps``, ``guidance_scale``, ...).
+        """
+        return self.generate(prompt, negative=negative_prompt, num_images=num_images, generator=generator,
+                             **options)
