@@ -1,4 +1,8 @@
-"""``mmgen generate|inpaint|outpaint|vary MODEL_DIR ...``: image generation and editing from a pipeline folder."""
+"""``mmgen generate|inpaint|outpaint|vary|edit MODEL_DIR ...``: image generation and editing from a pipeline folder.
+
+Class pipelines take ``--class``; text-to-image pipelines (mmgen's or a diffusers aMUSEd folder) take ``--prompt``
+and ``--negative-prompt``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from mmgen.cli.args import existing_path, fraction, non_negative_float, non_nega
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=existing_path, metavar="MODEL_DIR", help="a pipeline folder")
     parser.add_argument("--class", dest="class_label", type=int, help="class id (class-conditional models)")
+    parser.add_argument("--prompt", help="text prompt (text-to-image models; \"\" = unconditional)")
+    parser.add_argument("--negative-prompt", help="what guidance steers away from (text-to-image models)")
     parser.add_argument("--steps", type=positive_int, help="decoding steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=non_negative_float, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--temperature", type=non_negative_float, help="sampling temperature")
@@ -54,6 +60,15 @@ def register(sub: Any) -> None:
     var.add_argument("--strength", type=fraction, default=0.5, help="fraction of tokens to regenerate (0, 1]")
     var.set_defaults(func=run_vary)
 
+    edit = sub.add_parser("edit", help="mask-free editing towards a new prompt (Muse)",
+                          description="Re-mask the tokens the model finds least likely under the new prompt and "
+                                      "regenerate them.")
+    _sampling_args(edit)
+    edit.add_argument("--image", type=existing_path, required=True, help="the source image")
+    edit.add_argument("--strength", type=fraction, default=0.3, help="fraction of tokens re-masked per round")
+    edit.add_argument("--rounds", type=positive_int, default=1, help="score / re-mask / regenerate rounds")
+    edit.set_defaults(func=run_edit)
+
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     import torch
@@ -62,6 +77,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             "sampler": args.sampler, "guidance_schedule": args.guidance_schedule,
             "choice_temperature": args.choice_temperature, "top_k": args.top_k, "top_p": args.top_p,
             "generator": torch.Generator().manual_seed(args.seed)}
+
+
+def _condition(args: argparse.Namespace) -> dict[str, Any]:
+    """The condition (a prompt, or else a class id) and the negative branch, as keyword arguments."""
+    from mmgen.errors import InvalidArgumentError
+
+    if args.prompt is not None and args.class_label is not None:
+        raise InvalidArgumentError("prompt", "either --prompt or --class, not both", "both")
+    condition = args.prompt if args.prompt is not None else args.class_label
+    return {"condition": condition, "negative": args.negative_prompt}
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -87,7 +112,7 @@ def _source(pipe: Any, args: argparse.Namespace) -> Any:
 
 def run_generate(args: argparse.Namespace) -> int:
     pipe = _load(args)
-    result = pipe(class_labels=args.class_label, num_images=args.num, **_options(args))
+    result = pipe.generate(**_condition(args), num_images=args.num, **_options(args))
     _save(result.images, args)
     return 0
 
@@ -105,7 +130,8 @@ def run_inpaint(args: argparse.Namespace) -> int:
     if tuple(image.shape[-2:]) != size:
         image = F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
         mask = F.interpolate(mask, size=size, mode="nearest")
-    result = inpaint(pipe, image, mask, args.class_label, dilate=args.dilate, softness=args.softness, **_options(args))
+    result = inpaint(pipe, image, mask, **_condition(args), dilate=args.dilate, softness=args.softness,
+                     **_options(args))
     _save(result.images, args)
     return 0
 
@@ -114,7 +140,7 @@ def run_outpaint(args: argparse.Namespace) -> int:
     from mmgen.pipelines.editing import outpaint
 
     pipe = _load(args)
-    result = outpaint(pipe, _source(pipe, args), args.direction, args.extend, args.class_label, **_options(args))
+    result = outpaint(pipe, _source(pipe, args), args.direction, args.extend, **_condition(args), **_options(args))
     _save(result.images, args)
     return 0
 
@@ -123,6 +149,16 @@ def run_vary(args: argparse.Namespace) -> int:
     from mmgen.pipelines.editing import vary
 
     pipe = _load(args)
-    result = vary(pipe, _source(pipe, args), args.strength, args.class_label, **_options(args))
+    result = vary(pipe, _source(pipe, args), args.strength, **_condition(args), **_options(args))
+    _save(result.images, args)
+    return 0
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    from mmgen.pipelines.editing import edit
+
+    pipe = _load(args)
+    result = edit(pipe, _source(pipe, args), strength=args.strength, rounds=args.rounds, **_condition(args),
+                  **_options(args))
     _save(result.images, args)
     return 0

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mmgen.conditioning import TextEncoder, load_text_encoder
+from mmgen.conditioning.base import PromptCache
 from mmgen.data import read_samples
 from mmgen.errors import DataError, InvalidArgumentError
 from mmgen.models.masked_transformer import MaskedTransformer
@@ -28,7 +29,7 @@ class MuseModule(MaskGITModule):
     def __init__(self, transformer: MaskedTransformer, image_tokenizer: nn.Module | None, text_encoder: TextEncoder,
                  **kwargs: Any):
         super().__init__(transformer, image_tokenizer, **kwargs)
-        self._text_encoder = [text_encoder]
+        self._prompts = [PromptCache(text_encoder, max_prompts=20000)]  # frozen; outside the parameters
 
     def captions(self, batch: dict[str, Any]) -> list[str]:
         texts = batch.get("text")
@@ -40,7 +41,7 @@ class MuseModule(MaskGITModule):
         return list(texts)
 
     def model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
-        encoded = self._text_encoder[0].encode_cached(self.captions(batch))
+        encoded = self._prompts[0].encode(self.captions(batch))
         device = next(self.transformer.parameters()).device
         inputs: dict[str, Any] = {"context": encoded.states.to(device), "context_mask": encoded.mask.to(device)}
         if self.transformer.config.pooled_dim is not None:
