@@ -9,13 +9,15 @@ and is named by a *spec* string, stored in pipeline folders so a pipeline can re
     open_clip:NAME_OR_JSON      an open_clip model config (name or .json file); ``@WEIGHTS`` appends local weights
 
 Relative paths in a spec resolve against ``base_dir`` (the pipeline folder), so converted pipelines move freely.
-Text encoders are frozen, run in fp32 under ``torch.no_grad`` and are called once per prompt, never per step.
+Text encoders are frozen, run in fp32 under ``torch.no_grad`` and are called once per prompt, never per step;
+:class:`PromptCache` keeps encodings of repeated prompts (training captions, repeated sampling) in an LRU cache.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mmgen.errors import InvalidArgumentError
+from mmgen.errors import InvalidArgumentError, check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,19 @@ class TextEncoding:
         return TextEncoding(states, masks, torch.cat([p.pooled for p in parts]))
 
 
+def check_prompts(prompts: str | Sequence[str]) -> list[str]:
+    """A prompt or a non-empty sequence of prompts → a list of strings ("" allowed); anything else is refused."""
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise InvalidArgumentError("prompt", "at least one prompt", "an empty list")
+    bad = [p for p in prompts if not isinstance(p, str)]
+    if bad:
+        raise InvalidArgumentError("prompt", "a string", type(bad[0]).__name__)
+    return prompts
+
+
 def warn_truncated(prompts: Sequence[str], token_counts: Sequence[int], max_length: int) -> None:
     """Log one warning naming prompts longer than the encoder's ``max_length`` tokens (they are truncated)."""
     long = [(p, n) for p, n in zip(prompts, token_counts) if n > max_length]
@@ -119,14 +134,7 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, prompts: str | Sequence[str]) -> TextEncoding:
         """``prompts`` (a string or list; "" is allowed and means unconditional) → :class:`TextEncoding` in fp32."""
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        prompts = list(prompts)
-        if not prompts:
-            raise InvalidArgumentError("prompt", "at least one prompt", "an empty list")
-        bad = [p for p in prompts if not isinstance(p, str)]
-        if bad:
-            raise InvalidArgumentError("prompt", "a string", type(bad[0]).__name__)
+        prompts = check_prompts(prompts)
         self.eval()
         with torch.autocast(self.device.type, enabled=False):
             out = self._encode(prompts)
@@ -134,6 +142,59 @@ class TextEncoder(nn.Module):
 
     def forward(self, prompts: str | Sequence[str]) -> TextEncoding:
         return self.encode(prompts)
+
+
+class PromptCache:
+    """An LRU cache of encoded prompts, for training loops where captions repeat (and for repeated sampling).
+
+    ``cache.encode(prompts)`` encodes only the prompts it has not seen (each once, in one batch) and assembles the
+    batch from per-prompt entries; ``misses`` counts prompts encoded, ``hits`` the others. Entries are
+    stored cut to their real tokens, so padding positions of the result are zeros (mask False) rather than the
+    encoder's padding outputs. The least recently used prompts are dropped beyond ``max_prompts``.
+
+    Args:
+        encoder: the frozen text encoder.
+        max_prompts: how many distinct prompts to keep (MiniLM: ~25 KB per 16-token prompt).
+    """
+
+    def __init__(self, encoder: TextEncoder, max_prompts: int = 4096):
+        self.encoder = encoder
+        self.max_prompts = check_positive_int("max_prompts", max_prompts)
+        self._entries: OrderedDict[str, TextEncoding] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, prompt: str) -> bool:
+        return prompt in self._entries
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def encode(self, prompts: str | Sequence[str]) -> TextEncoding:
+        """Like :meth:`TextEncoder.encode` (states ``[B, L, D]``, mask ``[B, L]``, pooled ``[B, P]``), cached."""
+        prompts = check_prompts(prompts)
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._entries]
+        if missing:
+            self._store(missing, self.encoder.encode(missing))
+        self.misses += len(missing)
+        self.hits += len(prompts) - len(missing)
+        for prompt in prompts:
+            self._entries.move_to_end(prompt)
+        out = TextEncoding.cat([self._entries[p] for p in prompts])
+        while len(self._entries) > self.max_prompts:
+            self._entries.popitem(last=False)
+        return out
+
+    def _store(self, prompts: list[str], encoded: TextEncoding) -> None:
+        """Keep each prompt's row cut after its last real token (copies, so the batch tensors can be freed)."""
+        positions = torch.arange(encoded.mask.shape[1], device=encoded.mask.device)
+        lengths = (encoded.mask * (positions + 1)).amax(dim=1).clamp_min(1).tolist()
+        for row, (prompt, length) in enumerate(zip(prompts, lengths)):
+            self._entries[prompt] = TextEncoding(encoded.states[row:row + 1, :length].clone(),
+                                                 encoded.mask[row:row + 1, :length].clone(),
+                                                 encoded.pooled[row:row + 1].clone())
 
 
 def resolve_path(argument: str, base_dir: Path | None) -> Path:
