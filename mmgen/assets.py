@@ -14,6 +14,7 @@ from mmgen.errors import CheckpointError
 MNIST_JUDGE = "mnist-judge"
 MNIST_TOKENIZER = "vq-mnist"
 MNIST_MASKGIT = "maskgit-mnist"
+SHAPES_JUDGE = "shapes-judge"
 
 
 def assets_dir() -> Path:

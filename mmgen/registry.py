@@ -32,6 +32,7 @@ _CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {}
 # Modules that register built-in model classes and named configs when imported.
 _BUILTIN_MODULES: list[str] = [
     "mmgen.models.digit_classifier",
+    "mmgen.models.attribute_judge",
     "mmgen.models.masked_transformer",
     "mmgen.tokenizers.image",
     "mmgen.models.mim",

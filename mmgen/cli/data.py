@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from mmgen.cli.main import OneLineArgumentParser
 
     parser = subparsers.add_parser(
-        "data", help="write datasets as webdataset shards (mnist, digits, skimage, folder) or inspect shards",
+        "data", help="write datasets as webdataset shards (mnist, digits, skimage, shapes, folder) or inspect shards",
         description="Write built-in datasets or your image folders as webdataset .tar shards "
                     "({out}/{split}-000000.tar ... plus dataset.json), readable by every mmgen training command.",
     )
@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_labeled(sub, "digits", "scikit-learn's 1797 8x8 digits (values scaled to 0..255)", holdout=300,
                  func=_run_digits)
     _add_skimage(sub)
+    _add_shapes(sub)
     _add_folder(sub)
+    _add_speech(sub)
+    _add_audio_folder(sub)
     _add_inspect(sub)
 
 
@@ -61,6 +64,22 @@ def _add_skimage(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_skimage)
 
 
+def _add_shapes(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "shapes", help="write procedural captioned RGB scenes of colored shapes (text-to-image tests)",
+        description="Write N rendered scenes (one or two of 4 shapes x 6 colors, position or relation) as .png + "
+                    ".txt caption + .json scene, a holdout split with held-out caption templates and object pairs, "
+                    "and prompts-holdout.jsonl (held-out prompts with their parsed specs).",
+    )
+    _add_out(parser)
+    parser.add_argument("--num", type=positive_int, required=True, metavar="N", help="training samples")
+    parser.add_argument("--size", type=int, default=32, help="image side in pixels, >= 16 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling and held-out pair seed (default: %(default)s)")
+    parser.add_argument("--holdout", type=non_negative_int, default=500, metavar="M",
+                        help="held-out samples (default: %(default)s; 0: no holdout shards)")
+    parser.set_defaults(func=_run_shapes)
+
+
 def _add_folder(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "folder", help="write a folder of your images (recursively) as shards",
@@ -76,6 +95,46 @@ def _add_folder(sub: argparse._SubParsersAction) -> None:
                         help="class label = first subfolder under SRC (classes sorted by name; images directly "
                              "in SRC are skipped)")
     parser.set_defaults(func=_run_folder)
+
+
+def _add_speech(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "speech", help="write a real speech corpus spoken by espeak-ng (text, phonemes, several voices/rates)",
+        description="Speak N distinct template sentences with espeak-ng (voices and rates drawn per sentence, run "
+                    "in parallel) and write .wav/.flac + .txt (sentence) + .json (text, IPA phonemes, voice, rate, "
+                    "sample_rate, seconds) as train-*.tar; holdout-*.tar holds sentences never in train.",
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--samples-per-shard", type=positive_int, default=500, metavar="N", help=_SHARD_HELP)
+    parser.add_argument("--num", type=positive_int, required=True, metavar="N", help="training sentences")
+    parser.add_argument("--holdout", type=non_negative_int, default=100, metavar="M",
+                        help="held-out sentences (default: %(default)s)")
+    parser.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz, mono (default: %(default)s)")
+    parser.add_argument("--voices", default=None,
+                        help="comma-separated espeak-ng voices, e.g. en-us,en-gb+f3 (default: 9 en voices)")
+    parser.add_argument("--rates", default="130-190", help="words per minute range MIN-MAX (default: %(default)s)")
+    parser.add_argument("--format", default="wav", choices=("wav", "flac"), help="audio format (default: wav)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel espeak-ng processes")
+    parser.add_argument("--seed", type=int, default=0, help="sentence/voice/rate seed (default: %(default)s)")
+    parser.set_defaults(func=_run_speech)
+
+
+def _add_audio_folder(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "audio-folder", help="write a folder of your WAV/FLAC recordings with transcripts as speech shards",
+        description="Write every wav/flac/ogg file under SRC (recursively) as .flac/.wav + .txt transcript + .json. "
+                    "Transcripts: an LJSpeech-style SRC/metadata.csv (id|text[|normalized]) or same-name .txt "
+                    "files. Audio is mixed to mono and resampled to --sample-rate (counted and reported); "
+                    "unreadable files are skipped and counted.",
+    )
+    parser.add_argument("src", type=existing_dir, metavar="SRC", help="folder of audio files")
+    _add_out(parser)
+    parser.add_argument("--split", default="train", help="split name, the shard prefix (default: %(default)s)")
+    parser.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz (default: %(default)s)")
+    parser.add_argument("--keep-channels", action="store_true", help="keep stereo instead of mixing to mono")
+    parser.add_argument("--format", default="flac", choices=("wav", "flac"), help="stored format (default: flac)")
+    parser.add_argument("--require-transcript", action="store_true", help="skip files without a transcript")
+    parser.set_defaults(func=_run_audio_folder)
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -133,6 +192,16 @@ def _run_skimage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_shapes(args: argparse.Namespace) -> int:
+    from mmgen.data.shapes import write_shapes
+
+    counts = write_shapes(args.out, args.num, size=args.size, seed=args.seed, holdout=args.holdout,
+                          samples_per_shard=args.samples_per_shard, progress=_progress)
+    _report(args.out, counts, f"captioned shape scenes ({args.size}x{args.size}, RGB)")
+    print(f"held-out prompts: {args.out / 'prompts-holdout.jsonl'}")
+    return 0
+
+
 def _run_folder(args: argparse.Namespace) -> int:
     from mmgen.data.folder import write_folder
 
@@ -147,6 +216,37 @@ def _run_folder(args: argparse.Namespace) -> int:
         print(f"classes: {len(report.classes)} ({', '.join(report.classes[:10])}{more})")
     print(f"skipped {len(report.skipped)} unreadable file(s)" +
           (f", e.g. {report.skipped[0]}" if report.skipped else ""))
+    return 0
+
+
+def _run_speech(args: argparse.Namespace) -> int:
+    from mmgen.data.speech import DEFAULT_VOICES, SpeechSpec, write_speech
+    from mmgen.errors import InvalidArgumentError
+
+    try:
+        low, high = (int(v) for v in args.rates.split("-"))
+    except ValueError:
+        raise InvalidArgumentError("--rates", "MIN-MAX words per minute, e.g. 130-190", args.rates) from None
+    voices = tuple(v.strip() for v in args.voices.split(",") if v.strip()) if args.voices else DEFAULT_VOICES
+    spec = SpeechSpec(num_train=args.num, num_holdout=args.holdout, voices=voices, rate_min=low, rate_max=high,
+                      sample_rate=args.sample_rate, fmt=args.format, seed=args.seed)
+    counts = write_speech(args.out, spec, args.samples_per_shard, _progress, workers=args.workers)
+    _report(args.out, counts, f"spoken sentences ({args.sample_rate} Hz mono, {len(voices)} voices)")
+    return 0
+
+
+def _run_audio_folder(args: argparse.Namespace) -> int:
+    from mmgen.data.audio_folder import write_audio_folder
+
+    report = write_audio_folder(args.src, args.out, split=args.split, sample_rate=args.sample_rate,
+                                mono=not args.keep_channels, fmt=args.format,
+                                require_transcript=args.require_transcript,
+                                samples_per_shard=args.samples_per_shard, progress=_progress)
+    _report(args.out, {args.split: report.written}, f"recordings ({report.seconds / 60:.1f} min)")
+    print(f"transcripts: {report.transcripts} of {report.written} recordings")
+    for rate, count in sorted(report.resampled.items()):
+        print(f"note: resampled {count} file(s) from {rate} Hz to {args.sample_rate} Hz")
+    print(f"skipped {len(report.skipped)} file(s)" + (f", e.g. {report.skipped[0]}" if report.skipped else ""))
     return 0
 
 

@@ -7,9 +7,12 @@ returning a :class:`~mmgen.training.task.TrainTask`, and a module docstring whos
 # CLI name -> module; `mmgen train NAME` is generated from this table.
 TASK_MODULES = {
     "classifier": "mmgen.training.tasks.classifier",
+    "shapes-judge": "mmgen.training.tasks.shapes_judge",
     "image-tokenizer": "mmgen.training.tasks.image_tokenizer",
+    "audio-tokenizer": "mmgen.training.tasks.audio_tokenizer",
     "mae": "mmgen.training.tasks.mae",
     "mim": "mmgen.training.tasks.mim",
     "maskgit": "mmgen.training.tasks.maskgit",
     "muse": "mmgen.training.tasks.muse",
+    "speech": "mmgen.training.tasks.speech",
 }
