@@ -36,6 +36,7 @@ _BUILTIN_MODULES: list[str] = [
     "mmgen.models.masked_transformer",
     "mmgen.tokenizers.image",
     "mmgen.models.mim",
+    "mmgen.models.uvit",
 ]
 _builtins_loaded = False
 

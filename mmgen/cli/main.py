@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mmgen.cli.generate",
     "mmgen.cli.models",
     "mmgen.cli.demo",
+    "mmgen.cli.convert",
 )
 
 

@@ -15,6 +15,7 @@ from mmgen.errors import CheckpointError
 PIPELINES = {
     "maskgit": "mmgen.pipelines.maskgit:MaskGITPipeline",
     "text-to-image": "mmgen.pipelines.text_to_image:TextToImagePipeline",
+    "speech": "mmgen.pipelines.speech:SpeechPipeline",
 }
 
 
@@ -27,6 +28,10 @@ def load_pipeline(directory: str | Path, **kwargs: Any) -> Any:
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: pipeline folder not found")
     if not index.is_file():
+        from mmgen.interop.amused import is_amused_folder, load_amused_pipeline
+
+        if is_amused_folder(directory):  # a diffusers aMUSEd folder (model_index.json), converted on the fly
+            return load_amused_pipeline(directory, **kwargs)
         raise CheckpointError(f"{index}: missing (not a pipeline folder; expected pipeline.json + components)")
     kind = json.loads(index.read_text()).get("pipeline")
     if kind not in PIPELINES:
