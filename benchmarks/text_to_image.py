@@ -133,12 +133,12 @@ def mmgen_case(base: Any, steps: int, setting: str) -> Case:
     (transformer weights in bf16 + autocast, VQ decoder in bf16 channels_last); ``bf16-fp32vq`` (fp32 decoder)."""
     pipe = own_components(base, ("text_encoder", "transformer", "image_tokenizer"))
     pipe.autocast = None if setting == "fp32" else "bf16"
-    if setting in ("bf16", "bf16-fp32vq"):
-        pipe.transformer = copy.deepcopy(base.transformer).to(torch.bfloat16)
-    if setting == "bf16":
+    if setting == "bf16":  # the pipeline's own per-component policy (what `precision: bf16` in pipeline.json does)
+        pipe.transformer = copy.deepcopy(base.transformer)
         pipe.image_tokenizer = copy.deepcopy(base.image_tokenizer)
-        for part in (pipe.image_tokenizer.post_quant_conv, pipe.image_tokenizer.decoder):
-            part.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+        pipe.set_precision("bf16")
+    elif setting == "bf16-fp32vq":
+        pipe.transformer = copy.deepcopy(base.transformer).to(torch.bfloat16)
     timers = Timers()
     timers.wrap(pipe.text_encoder, "_encode", "text")
     timers.wrap(pipe.transformer, "forward", "transformer")

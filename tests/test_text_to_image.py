@@ -152,3 +152,20 @@ def test_muse_training_cli_writes_a_text_pipeline(tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", str(run / "pipeline"), "--class", "3", "--out", str(tmp_path / "x.png")]) == 2
     assert "text-conditioned" in capsys.readouterr().err
+
+
+def test_bf16_precision_policy_runs_and_stays_close(pipe):
+    import copy
+
+    fast = TextToImagePipeline(copy.deepcopy(pipe.transformer), copy.deepcopy(pipe.image_tokenizer),
+                               pipe.text_encoder, precision="bf16")
+    assert next(fast.transformer.parameters()).dtype == torch.bfloat16 and fast.autocast == "bf16"
+    assert fast.image_tokenizer.decoder.conv_in.weight.dtype == torch.bfloat16
+    tokens = torch.randint(0, 32, (2, 4, 4))
+    reference = pipe.decode(tokens)
+    assert fast.decode(tokens).dtype == torch.float32
+    assert (fast.decode(tokens) - reference).abs().max() < 0.1
+    out = fast("a red circle", num_steps=2, guidance_scale=2.0)
+    assert out.tokens.shape == (1, 4, 4)
+    with pytest.raises(InvalidArgumentError, match="precision"):
+        fast.set_precision("int8")

@@ -58,17 +58,40 @@ class TextToImagePipeline(MaskGITPipeline):
         defaults: sampling defaults (stored in pipeline.json).
         micro_conds: aMUSEd-style micro-conditioning values (e.g. ``[512, 512, 0, 0, 6]``), or None.
         autocast: ``"bf16"`` runs the transformer under bf16 autocast (fast on CPUs with bf16 matmul), or None.
+        precision: ``"fp32"`` (default) or ``"bf16"``: the per-component speed policy of :meth:`set_precision`.
     """
 
     def __init__(self, transformer: Any, image_tokenizer: Any, text_encoder: TextEncoder,
                  defaults: SamplingOptions | None = None, *, micro_conds: Sequence[float] | None = None,
-                 autocast: str | None = None):
+                 autocast: str | None = None, precision: str = "fp32"):
         super().__init__(transformer, image_tokenizer, defaults)
         self.text_encoder = text_encoder.eval()
         self.micro_conds = list(micro_conds) if micro_conds is not None else None
         if autocast not in (None, "bf16", "fp16"):
             raise InvalidArgumentError("autocast", "None, 'bf16' or 'fp16'", autocast)
-        self.autocast = autocast
+        self.autocast = self._requested_autocast = autocast
+        self.precision = "fp32"
+        self.set_precision(precision)
+
+    def set_precision(self, precision: str) -> TextToImagePipeline:
+        """Per-component precision for inference speed.
+
+        ``"bf16"``: transformer weights stored in bf16 and run under bf16 autocast (no per-call weight casts), the
+        image decoder in bf16 with channels_last convolutions; the text encoder and codebook lookups stay fp32.
+        On the 2-core CPU this was measured about 1.5x faster end to end than diffusers' aMUSEd pipeline under
+        bf16 autocast (``benchmarks/text_to_image.py``). ``"fp32"``: everything fp32 (the reference setting).
+        """
+        if precision not in ("fp32", "bf16"):
+            raise InvalidArgumentError("precision", "'fp32' or 'bf16'", precision)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
+        self.transformer.to(dtype)
+        decoder_parts = [getattr(self.image_tokenizer, name, None) for name in ("post_quant_conv", "decoder")]
+        for part in filter(None, decoder_parts):
+            part.to(dtype=dtype, memory_format=memory_format)
+        self.autocast = "bf16" if precision == "bf16" else self._requested_autocast
+        self.precision = precision
+        return self
 
     # ---------------------------------------------------------------------------------------------- folders
     def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
@@ -79,8 +102,9 @@ class TextToImagePipeline(MaskGITPipeline):
                                  "sampler": self.defaults.__dict__}
         if self.micro_conds is not None:
             index["micro_conds"] = self.micro_conds
-        if self.autocast is not None:
-            index["autocast"] = self.autocast
+        if self._requested_autocast is not None:
+            index["autocast"] = self._requested_autocast
+        index["precision"] = self.precision
         write_json_atomic(index, directory / PIPELINE_FILE)
         return directory
 
@@ -101,7 +125,8 @@ class TextToImagePipeline(MaskGITPipeline):
         return cls(load_pretrained(directory / "transformer", device=device),
                    load_pretrained(directory / "image_tokenizer", device=device),
                    load_text_encoder(index["text_encoder"], base_dir=directory, device=device), defaults,
-                   micro_conds=index.get("micro_conds"), autocast=index.get("autocast"))
+                   micro_conds=index.get("micro_conds"), autocast=index.get("autocast"),
+                   precision=index.get("precision", "fp32"))
 
     # ----------------------------------------------------------------------------------------------- inputs
     def _autocast(self) -> contextlib.AbstractContextManager:
