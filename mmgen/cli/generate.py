@@ -29,6 +29,8 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=positive_int, help="sample only from the k most likely tokens")
     parser.add_argument("--top-p", type=fraction, help="nucleus sampling: smallest set with this probability")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"],
+                        help="text-to-image speed policy: bf16 transformer + decoder (default: the pipeline's)")
     parser.add_argument("--zoom", type=positive_int, default=1, help="upscale saved images (nearest) for viewing")
     parser.add_argument("--out", type=Path, required=True, help="an image file (one grid) or a folder")
 
@@ -90,9 +92,15 @@ def _condition(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Any:
+    from mmgen.errors import InvalidArgumentError
     from mmgen.pipelines import load_pipeline
 
-    return load_pipeline(args.model)
+    pipe = load_pipeline(args.model)
+    if args.precision is not None:
+        if not hasattr(pipe, "set_precision"):
+            raise InvalidArgumentError("precision", "a text-to-image pipeline (this one runs in fp32)", args.precision)
+        pipe.set_precision(args.precision)
+    return pipe
 
 
 def _save(images: list, args: argparse.Namespace) -> None:
