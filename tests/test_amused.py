@@ -112,6 +112,17 @@ def test_decoded_images_match_diffusers(diffusers_pipe, mmgen_pipe) -> None:
     torch.testing.assert_close((pixels + 1) / 2, expected, atol=1e-5, rtol=0)
 
 
+def test_encoded_tokens_match_diffusers_including_the_border(diffusers_pipe, mmgen_pipe) -> None:
+    vq = diffusers_pipe.vqvae
+    size = diffusers_pipe.transformer.config.sample_size * mmgen_pipe.image_tokenizer.downsample_factor
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(2))  # aMUSEd's [0, 1] pixels
+    with torch.no_grad():
+        latents = vq.quant_conv(vq.encoder(images))
+        _, _, (_, _, expected) = vq.quantize(latents)
+    tokens = mmgen_pipe.image_tokenizer.encode(images * 2 - 1)
+    assert torch.equal(tokens.flatten(), expected.flatten())
+
+
 def _greedy_diffusers(pipe, monkeypatch: pytest.MonkeyPatch, **kwargs):
     """diffusers' loop with its two random draws made deterministic: argmax instead of multinomial, and
     ``temperature=(0, 0)`` (no Gumbel noise on confidences)."""

@@ -10,8 +10,9 @@ An aMUSEd folder (what ``AmusedPipeline.save_pretrained`` writes, and the layout
     scheduler/           AmusedScheduler (mask id, schedule) → sampling defaults
 
 :func:`load_amused_pipeline` opens such a folder as mmgen's text-to-image pipeline; ``mmgen convert amused``
-saves that pipeline in mmgen's own format. aMUSEd's VQ decoder works on pixels in [0, 1]; the importer folds
-the affine map to mmgen's [-1, 1] convention into the decoder's output conv and the encoder's input conv.
+saves that pipeline in mmgen's own format. aMUSEd's VQ works on pixels in [0, 1]: the imported tokenizer is marked
+``pixel_range="0..1"`` and shifts inside encode/decode, so mmgen's [-1, 1] API holds and the convolutions (zero
+padding at the image border included) compute exactly what diffusers' do.
 """
 
 from __future__ import annotations
@@ -144,22 +145,6 @@ def is_amused_folder(directory: str | Path) -> bool:
     return read_model_index(directory) is not None
 
 
-def _to_signed_pixels(tokenizer: Any) -> None:
-    """Fold aMUSEd's [0, 1] pixel range into the tokenizer so it speaks mmgen's [-1, 1].
-
-    Decoder output ``y`` becomes ``2y - 1`` (exact: the last conv's weight x2, bias x2 - 1). Encoder input ``x`` in
-    [-1, 1] stands for ``(x + 1) / 2``: the first conv's weight /2, bias + sum(weight)/2 (exact except along the
-    1-pixel image border, where aMUSEd's zero padding means black, and the folded conv's means mid-grey).
-    """
-    with torch.no_grad():
-        out = tokenizer.decoder.conv_out
-        out.weight.mul_(2.0)
-        out.bias.mul_(2.0).sub_(1.0)
-        first = tokenizer.encoder.conv_in
-        first.bias.add_(first.weight.sum(dim=(1, 2, 3)) / 2)
-        first.weight.div_(2.0)
-
-
 def sampling_defaults(scheduler_config: dict[str, Any]) -> Any:
     """AmusedPipeline's call defaults as mmgen :class:`SamplingOptions` (the mask schedule from the scheduler)."""
     from mmgen.pipelines.maskgit import SamplingOptions
@@ -205,7 +190,7 @@ def _assemble(uvit: torch.nn.Module | Path, tokenizer: Any, text_encoder: Any, s
               device: str | torch.device = "cpu") -> Any:
     from mmgen.pipelines.text_to_image import TextToImagePipeline
 
-    _to_signed_pixels(tokenizer)
+    tokenizer.config.pixel_range = "0..1"  # aMUSEd's VQ works on [0, 1] pixels; mmgen's API stays [-1, 1]
     config = dict(uvit.config) if isinstance(uvit, torch.nn.Module) else _read_json(uvit / "config.json")
     transformer = uvit_from_diffusers(uvit, mask_id=int(scheduler["mask_token_id"]),
                                       image_size=int(config.get("sample_size", 16)) * tokenizer.downsample_factor)

@@ -36,6 +36,8 @@ class ImageTokenizerConfig:
 
     ``codebook_dim`` is the VQ code dimension (small values, 4-16, keep codebook usage high); FSQ uses
     ``len(fsq_levels)`` channels and ``codebook_size == prod(fsq_levels)``; LFQ uses ``log2(codebook_size)``.
+    ``pixel_range`` is what the convolutions were trained on: mmgen's own tokenizers use ``"-1..1"``; aMUSEd's VQ
+    uses ``"0..1"``. Either way :meth:`ImageTokenizer.encode`/``decode`` speak [-1, 1]; the shift happens inside.
     """
 
     image_size: int = 256
@@ -49,6 +51,7 @@ class ImageTokenizerConfig:
     act_fn: str = "silu"
     mid_block_attention: bool = True
     scaling_factor: float = 0.18215
+    pixel_range: Literal["-1..1", "0..1"] = "-1..1"
     quantizer: QuantizerKind = "vq"
     codebook_size: int = 8192
     codebook_dim: int = 64
@@ -166,6 +169,8 @@ class ImageTokenizer(PretrainedModel):
         """images: [B, C, H, W] in [-1, 1] → pre-quantization latents [B, D, h, w]."""
         self.check_images(images)
         weight = self.quant_conv.weight
+        if self.config.pixel_range == "0..1":
+            images = (images + 1) / 2
         return self.quant_conv(self.encoder(images.to(device=weight.device, dtype=weight.dtype)))
 
     @torch.no_grad()
@@ -178,7 +183,8 @@ class ImageTokenizer(PretrainedModel):
         weight = self.post_quant_conv.weight
         codes = codes.to(dtype=weight.dtype)
         spatial = codes if self.config.norm_type == "spatial" else None
-        return self.decoder(self.post_quant_conv(codes), spatial)
+        images = self.decoder(self.post_quant_conv(codes), spatial)
+        return images * 2 - 1 if self.config.pixel_range == "0..1" else images
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
