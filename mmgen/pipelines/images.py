@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -99,15 +100,21 @@ def save_class_grid(pipe: Any, path: str | Path, *, per_class: int = 8, classes:
 
 def caption_rows(grid: Image.Image, captions: Sequence[str], row_height: int, *, width: int = 260,
                  pad: int = 2) -> Image.Image:
-    """Put a text column left of ``grid`` with one caption per row (rows of ``row_height + pad`` pixels)."""
+    """Put a text column left of ``grid`` with one caption per row (rows of ``row_height + pad`` pixels), wrapped."""
     from PIL import ImageDraw
 
     canvas = Image.new("RGB", (grid.width + width, grid.height), color=(255, 255, 255))
     canvas.paste(grid.convert("RGB"), (width, 0))
     draw = ImageDraw.Draw(canvas)
+    line_height = 11
+    max_lines = max(1, row_height // line_height)
     for row, text in enumerate(captions):
-        shown = text if len(text) <= 42 else text[:39] + "..."
-        draw.text((4, pad + row * (row_height + pad) + row_height // 2 - 5), shown or "(empty prompt)", fill=(0, 0, 0))
+        lines = textwrap.wrap(text or "(empty prompt)", width=max(8, width // 6 - 1))
+        if len(lines) > max_lines:
+            lines = [*lines[:max_lines - 1], lines[max_lines - 1][:-3] + "..."]
+        top = pad + row * (row_height + pad) + (row_height - line_height * len(lines)) // 2
+        for index, line in enumerate(lines):
+            draw.text((4, top + index * line_height), line, fill=(0, 0, 0))
     return canvas
 
 
