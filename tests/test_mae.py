@@ -116,6 +116,9 @@ def test_cli_smoke_run_writes_model_metrics_and_reconstruction_grids(labelled_sh
     assert main(["eval", "probe", "--model", str(run), "--data", str(labelled_shards), "--baseline"]) == 0
     printed = capsys.readouterr().out
     assert "model: linear" in printed and "random-init" in printed and "pixels" in printed
+    assert "(dim 64)" in printed  # cls + mean patch token of the 32-wide encoder
+    assert main(["eval", "probe", "--model", str(run), "--data", str(labelled_shards), "--last-blocks", "2"]) == 0
+    assert "(dim 96)" in capsys.readouterr().out
 
 
 def test_cli_user_errors_exit_2(labelled_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

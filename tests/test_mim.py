@@ -70,7 +70,7 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_smoke_run(tokenizer_dir: Path, tmp_path: Path) -> None:
-    from tests.conftest import write_labelled_shards
+    from conftest import write_labelled_shards
 
     shards = write_labelled_shards(tmp_path / "shards", size=16, train=32, holdout=16)
     run = tmp_path / "run"

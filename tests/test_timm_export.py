@@ -10,7 +10,7 @@ import timm
 import torch
 
 from mmgen.cli.main import main
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, InvalidArgumentError
 from mmgen.interop.timm_export import export_timm, find_encoder
 from mmgen.registry import create_model
 
@@ -63,3 +63,22 @@ def test_non_mim_models_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     classifier.save_pretrained(tmp_path / "clf")
     assert main(["export", "timm", "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o")]) == 2
     assert "not a MIM encoder" in capsys.readouterr().err
+
+
+def test_probe_features_match_timm_tokens(tmp_path: Path) -> None:
+    """The probe's features (cls + mean patch token; cls of the last N blocks) are timm's tokens, rearranged."""
+    model = create_model("mae-tiny-test", **TINY).eval()
+    _randomize(model)
+    export_timm(model, tmp_path / "timm")
+    loaded = timm.create_model(f"local-dir:{tmp_path / 'timm'}", pretrained=True, num_classes=0).eval()
+    images = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        tokens = loaded.forward_features(images)
+        theirs = torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], dim=1)
+        assert (model.probe_features(images) - theirs).abs().max() <= 1e-5
+        blocks = loaded.forward_intermediates(images, indices=2, norm=True, output_fmt="NLC",
+                                              return_prefix_tokens=True, intermediates_only=True)
+        theirs = torch.cat([prefix[:, 0] for _, prefix in blocks] + [tokens[:, 1:].mean(1)], dim=1)
+        assert (model.probe_features(images, last_blocks=2) - theirs).abs().max() <= 1e-5
+    with pytest.raises(InvalidArgumentError, match="last_blocks"):
+        model.probe_features(images, last_blocks=3)

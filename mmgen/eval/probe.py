@@ -61,7 +61,7 @@ def _check_split(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
 
 
 #: L2 penalties :func:`linear_probe` chooses from (on a split of the training features) when none is given.
-L2_GRID = (1e-4, 1e-3, 1e-2)
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float,

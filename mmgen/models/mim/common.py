@@ -106,6 +106,12 @@ class MIMModel(PretrainedModel):
         self.check_images(images)
         return self.encoder(images)
 
+    def probe_features(self, images: torch.Tensor, last_blocks: int = 1) -> torch.Tensor:
+        """images: [B, C, H, W] in [-1, 1] → linear-probe features [B, (last_blocks + 1) * D]: cls tokens of the
+        last blocks + mean patch token (see :meth:`ViTEncoder.probe_features`)."""
+        self.check_images(images)
+        return self.encoder.probe_features(images, last_blocks)
+
     @property
     def num_features(self) -> int:
         return self.config.embed_dim

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, InvalidArgumentError
 
 #: Mean and std that map images in [0, 1] to the model's input range [-1, 1] (per channel).
 INPUT_MEAN, INPUT_STD = 0.5, 0.5
@@ -153,6 +153,27 @@ class ViTEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, C, H, W] in [-1, 1] → pooled features [B, D]."""
         return self.pool(self.forward_features(images))
+
+    def probe_features(self, images: torch.Tensor, last_blocks: int = 1) -> torch.Tensor:
+        """Linear-evaluation features (DINO's recipe): the cls token of each of the last ``last_blocks`` blocks
+        (each through the final norm), then the mean of the final patch tokens → [B, (last_blocks + 1) * D].
+
+        With ``last_blocks=1`` this is ``cat(t[:, 0], t[:, 1:].mean(1))`` of ``t = forward_features(images)``
+        (timm: the same on ``model.forward_features``; more blocks: ``model.forward_intermediates(x, indices=n,
+        norm=True, output_fmt="NLC", return_prefix_tokens=True, intermediates_only=True)``).
+        """
+        depth = len(self.blocks)
+        if isinstance(last_blocks, bool) or not isinstance(last_blocks, int) or not 1 <= last_blocks <= depth:
+            raise InvalidArgumentError("last_blocks", f"an integer in [1, {depth}] (the encoder depth)", last_blocks)
+        x = self.patch_tokens(images)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls.to(x.dtype), x], dim=1)
+        taken = []
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index >= len(self.blocks) - last_blocks:
+                taken.append(self.norm(x))
+        return torch.cat([t[:, 0] for t in taken] + [taken[-1][:, 1:].mean(dim=1)], dim=-1)
 
     def timm_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights under timm ``VisionTransformer`` names (the mask token, which timm lacks, left out)."""
