@@ -34,11 +34,15 @@ _BUILTIN_MODULES: list[str] = [
     "mmgen.models.digit_classifier",
     "mmgen.models.attribute_judge",
     "mmgen.models.masked_transformer",
+    "mmgen.models.speech_tts",
     "mmgen.tokenizers.image",
+    "mmgen.tokenizers.audio",
     "mmgen.models.mim",
     "mmgen.models.uvit",
 ]
 _builtins_loaded = False
+# config.json model_types written by other libraries, loaded through mmgen.interop ("module:function")
+_FOREIGN_LOADERS: dict[str, str] = {"encodec": "mmgen.interop.encodec:tokenizer_from_encodec"}
 
 
 def register_model_class(cls: type[PretrainedModel]) -> type[PretrainedModel]:
@@ -144,9 +148,13 @@ def load_pretrained(directory: str | Path, **kwargs: Any) -> PretrainedModel:
     """Load any saved mmgen model folder, dispatching on ``config.json``'s ``model_type``."""
     from mmgen.pretrained import CONFIG_NAME, read_config_json
 
-    model_type = read_config_json(Path(directory)).get("model_type")
+    data = read_config_json(Path(directory))
+    model_type = data.get("model_type")
     if model_type is None:
         raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: no 'model_type' key (not an mmgen checkpoint?)")
+    if model_type in _FOREIGN_LOADERS and "mmgen_version" not in data:  # another library's folder (interop)
+        module, function = _FOREIGN_LOADERS[model_type].split(":")
+        return getattr(importlib.import_module(module), function)(directory)
     return model_class(model_type).from_pretrained(directory, **kwargs)
 
 

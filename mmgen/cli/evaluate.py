@@ -22,7 +22,8 @@ from typing import Any
 from mmgen.cli.args import existing_path, positive_int
 
 #: modules with ``register_eval(subparsers)``; later features append theirs here
-EVAL_MODULES: tuple[str, ...] = ("mmgen.cli.evaluate", "mmgen.cli.evaluate_maskgit", "mmgen.cli.evaluate_probe")
+EVAL_MODULES: tuple[str, ...] = ("mmgen.cli.evaluate", "mmgen.cli.evaluate_maskgit", "mmgen.cli.evaluate_probe",
+                                  "mmgen.cli.evaluate_text_to_image", "mmgen.cli.evaluate_audio")
 
 
 def register(sub: Any) -> None:

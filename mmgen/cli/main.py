@@ -19,10 +19,11 @@ COMMAND_MODULES = (
     "mmgen.cli.tokenize",
     "mmgen.cli.evaluate",
     "mmgen.cli.export",
+    "mmgen.cli.convert",
     "mmgen.cli.generate",
+    "mmgen.cli.speech",
     "mmgen.cli.models",
     "mmgen.cli.demo",
-    "mmgen.cli.convert",
 )
 
 

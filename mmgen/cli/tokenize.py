@@ -1,4 +1,4 @@
-"""``mmgen tokenize encode|decode``: images ↔ token grids with a saved image tokenizer.
+"""``mmgen tokenize encode|decode``: images ↔ token grids with a saved image tokenizer (audio: see tokenize_audio).
 
     mmgen tokenize encode --model DIR a.png b.png --out tokens.npy      # int64 [N, h, w]
     mmgen tokenize decode --model DIR tokens.npy --out recon/             # recon/000000.png ...
@@ -23,14 +23,17 @@ def register(sub: Any) -> None:
     actions.required = True
     enc = actions.add_parser("encode", help="images → tokens.npy (int64 [N, h, w])")
     enc.add_argument("--model", required=True, type=existing_path, help="tokenizer folder (mmgen or diffusers)")
-    enc.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, ...)")
+    enc.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, ...) or, for an audio tokenizer, "
+                     "audio files (WAV, FLAC)")
     enc.add_argument("--out", required=True, type=Path, help="output .npy file")
     enc.add_argument("--size", type=int, default=None, help="resize to SIZE x SIZE (default: the model's size)")
+    enc.add_argument("--bandwidth", type=float, default=None, metavar="KBPS",
+                     help="audio: kbit/s, picks the number of RVQ levels (default: all levels)")
     enc.set_defaults(func=run_encode)
     dec = actions.add_parser("decode", help="tokens.npy → PNG images")
     dec.add_argument("--model", required=True, type=existing_path, help="tokenizer folder (mmgen or diffusers)")
     dec.add_argument("tokens", type=Path, help="a .npy file of int token ids [N, h, w] (or [h, w])")
-    dec.add_argument("--out", required=True, type=Path, help="output folder for NNNNNN.png")
+    dec.add_argument("--out", required=True, type=Path, help="output folder for NNNNNN.png (audio: NNNNNN.wav)")
     dec.set_defaults(func=run_decode)
     shards = actions.add_parser("shards", help="image shards → pre-tokenized shards (tokens.npy + labels)")
     shards.add_argument("--model", required=True, type=existing_path, help="tokenizer folder (mmgen or diffusers)")
@@ -86,8 +89,12 @@ def run_encode(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from mmgen.cli.tokenize_audio import load_audio_tokenizer, run_encode_audio
     from mmgen.errors import InvalidArgumentError
 
+    audio_tokenizer = load_audio_tokenizer(args.model)
+    if audio_tokenizer is not None:
+        return run_encode_audio(args, audio_tokenizer)
     tokenizer = load_tokenizer(args.model)
     size = args.size or tokenizer.config.image_size
     if size % tokenizer.downsample_factor:
@@ -125,6 +132,11 @@ def read_tokens(path: Path) -> Any:
 def run_decode(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
+    from mmgen.cli.tokenize_audio import load_audio_tokenizer, run_decode_audio
+
+    audio_tokenizer = load_audio_tokenizer(args.model)
+    if audio_tokenizer is not None:
+        return run_decode_audio(args, audio_tokenizer)
     tokenizer = load_tokenizer(args.model)
     tokens = read_tokens(args.tokens)
     args.out.mkdir(parents=True, exist_ok=True)

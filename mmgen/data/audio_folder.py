@@ -122,5 +122,11 @@ def _audio_fields(root: Path, path: Path, metadata: dict[str, str], sample_rate:
     return fields
 
 
-__all__ = ["AudioFolderReport", "METADATA_NAME", "find_audio", "read_metadata", "transcript_for",
-           "write_audio_folder"]
+__all__ = [
+    "METADATA_NAME",
+    "AudioFolderReport",
+    "find_audio",
+    "read_metadata",
+    "transcript_for",
+    "write_audio_folder",
+]

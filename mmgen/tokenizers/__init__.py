@@ -1,4 +1,4 @@
-"""mmgen.tokenizers: media ↔ token grids (image VQ tokenizers and their quantizers).
+"""mmgen.tokenizers: media ↔ token grids (image VQ tokenizers, the RVQ audio codec, their quantizers).
 
 Imported absolutely as ``mmgen.tokenizers`` (never a top-level ``tokenizers``, which is Hugging Face's).
 """
@@ -8,6 +8,9 @@ from __future__ import annotations
 from mmgen._lazy import lazy_attributes
 
 _LAZY = {
+    "AudioTokenizer": "mmgen.tokenizers.audio",
+    "AudioTokenizerConfig": "mmgen.tokenizers.audio",
+    "AudioCodes": "mmgen.tokenizers.audio",
     "ImageTokenizer": "mmgen.tokenizers.image",
     "ImageTokenizerConfig": "mmgen.tokenizers.image",
     "TokenizerOutput": "mmgen.tokenizers.image",
