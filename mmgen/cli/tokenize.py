@@ -109,8 +109,11 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_tokens(path: Path) -> Any:
-    """A .npy file → LongTensor [N, h, w]; :class:`DataError` for unreadable or non-integer files."""
+def read_tokens(path: Path, layout: str = "[N, h, w] or [h, w]") -> Any:
+    """A .npy file of 2-D or 3-D integer ids → LongTensor with a batch axis (``[N, h, w]``; audio ``[N, q, n]``).
+
+    Raises :class:`DataError` for unreadable, non-integer or wrongly shaped files (``layout`` names what was expected).
+    """
     import numpy as np
     import torch
 
@@ -125,7 +128,7 @@ def read_tokens(path: Path) -> Any:
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
-        raise DataError(f"{path}: expected token ids [N, h, w] or [h, w], got shape {array.shape}")
+        raise DataError(f"{path}: expected token ids {layout}, got shape {array.shape}")
     return torch.from_numpy(array.astype(np.int64))
 
 

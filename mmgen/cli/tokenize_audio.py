@@ -93,21 +93,9 @@ def run_encode_audio(args: argparse.Namespace, tokenizer: Any) -> int:
 
 def read_audio_tokens(path: Path) -> Any:
     """A .npy of ids [N, q, n] or [q, n] (-1 = padding) → LongTensor [N, q, n]."""
-    import numpy as np
-    import torch
+    from mmgen.cli.tokenize import read_tokens
 
-    from mmgen.errors import DataError
-
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy token file ({exc})") from None
-    if array.dtype.kind not in "iu":
-        raise DataError(f"{path}: expected integer token ids, got dtype {array.dtype}")
-    array = array[None] if array.ndim == 2 else array
-    if array.ndim != 3:
-        raise DataError(f"{path}: expected audio token ids [N, q, n] or [q, n], got shape {array.shape}")
-    return torch.from_numpy(array.astype(np.int64))
+    return read_tokens(path, "[N, q, n] or [q, n] (audio)")
 
 
 def run_decode_audio(args: argparse.Namespace, tokenizer: Any) -> int:
