@@ -59,6 +59,11 @@ class SamplingOptions:
             raise InvalidArgumentError("sampler", f"one of {', '.join(SAMPLERS)}", self.sampler)
         return self
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingOptions:
+        """The ``"sampler"`` entry of a pipeline.json (JSON lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
     def build_sampler(self) -> TokenSampler:
         if self.sampler == "random-order":
             sampler: TokenSampler = RandomOrderSampler(temperature=self.temperature, top_k=self.top_k,
@@ -68,6 +73,17 @@ class SamplingOptions:
                                      choice_temperature=self.choice_temperature, top_k=self.top_k, top_p=self.top_p)
         sampler.set_steps(self.num_steps)
         return sampler
+
+
+def read_pipeline_index(directory: Path, holds: str) -> dict[str, Any]:
+    """``directory/pipeline.json`` as a dict; a :class:`CheckpointError` saying what the folder should hold."""
+    index = directory / PIPELINE_FILE
+    if not index.is_file():
+        raise CheckpointError(f"{index}: missing (the pipeline folder holds pipeline.json, {holds})")
+    try:
+        return json.loads(index.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{index}: unreadable ({exc})") from None
 
 
 @dataclass
@@ -101,13 +117,8 @@ class MaskGITPipeline:
         from mmgen.registry import load_pretrained
 
         directory = Path(directory)
-        index = directory / PIPELINE_FILE
-        if not index.is_file():
-            raise CheckpointError(f"{index}: missing (a MaskGIT pipeline folder holds pipeline.json, transformer/ "
-                                  "and image_tokenizer/)")
-        data = json.loads(index.read_text())
-        defaults = SamplingOptions(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in data.get("sampler", {}).items()})
+        data = read_pipeline_index(directory, "transformer/ and image_tokenizer/")
+        defaults = SamplingOptions.from_dict(data.get("sampler", {}))
         return cls(load_pretrained(directory / "transformer", device=device),
                    load_pretrained(directory / "image_tokenizer", device=device), defaults)
 

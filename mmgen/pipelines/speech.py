@@ -13,7 +13,6 @@ tokens, so the sampler never changes it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -26,11 +25,11 @@ from torch import Tensor
 from mmgen.conditioning.phonemes import SymbolVocabulary, text_to_symbols
 from mmgen.errors import CheckpointError, InvalidArgumentError
 from mmgen.models.speech_tts import SpeechCondition, SpeechTTS
+from mmgen.pipelines.maskgit import PIPELINE_FILE, read_pipeline_index
 from mmgen.pretrained import write_json_atomic
 from mmgen.sampling import MaskGITSampler, apply_guidance
 from mmgen.sampling.rvq import generate_levels, level_steps
 
-PIPELINE_FILE = "pipeline.json"
 logger = logging.getLogger(__name__)
 
 
@@ -93,11 +92,7 @@ class SpeechPipeline:
         from mmgen.registry import load_pretrained
 
         directory = Path(directory)
-        index = directory / PIPELINE_FILE
-        if not index.is_file():
-            raise CheckpointError(f"{index}: missing (a speech pipeline folder holds pipeline.json, transformer/ "
-                                  "and audio_tokenizer/)")
-        data = json.loads(index.read_text())
+        data = read_pipeline_index(directory, "transformer/ and audio_tokenizer/")
         transformer = load_pretrained(directory / "transformer", device=device)
         if not isinstance(transformer, SpeechTTS):
             raise CheckpointError(f"{directory / 'transformer'}: holds a {type(transformer).__name__}, not SpeechTTS")

@@ -15,7 +15,6 @@ relative paths in it resolve against the pipeline folder.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,13 @@ import torch
 from mmgen.conditioning import TextEncoder, TextEncoding, load_text_encoder
 from mmgen.errors import CheckpointError, InvalidArgumentError
 from mmgen.pipelines.conditioning import Conditioning
-from mmgen.pipelines.maskgit import PIPELINE_FILE, GenerationOutput, MaskGITPipeline, SamplingOptions
+from mmgen.pipelines.maskgit import (
+    PIPELINE_FILE,
+    GenerationOutput,
+    MaskGITPipeline,
+    SamplingOptions,
+    read_pipeline_index,
+)
 from mmgen.pretrained import write_json_atomic
 
 PIPELINE_KIND = "text-to-image"
@@ -113,15 +118,10 @@ class TextToImagePipeline(MaskGITPipeline):
         from mmgen.registry import load_pretrained
 
         directory = Path(directory)
-        index_path = directory / PIPELINE_FILE
-        if not index_path.is_file():
-            raise CheckpointError(f"{index_path}: missing (a text-to-image pipeline folder holds pipeline.json, "
-                                  "transformer/ and image_tokenizer/)")
-        index = json.loads(index_path.read_text())
+        index = read_pipeline_index(directory, "transformer/ and image_tokenizer/ (+ a text_encoder spec)")
         if "text_encoder" not in index:
-            raise CheckpointError(f"{index_path}: no 'text_encoder' spec")
-        defaults = SamplingOptions(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in index.get("sampler", {}).items()})
+            raise CheckpointError(f"{directory / PIPELINE_FILE}: no 'text_encoder' spec")
+        defaults = SamplingOptions.from_dict(index.get("sampler", {}))
         return cls(load_pretrained(directory / "transformer", device=device),
                    load_pretrained(directory / "image_tokenizer", device=device),
                    load_text_encoder(index["text_encoder"], base_dir=directory, device=device), defaults,
