@@ -15,6 +15,8 @@ MNIST_JUDGE = "mnist-judge"
 MNIST_TOKENIZER = "vq-mnist"
 MNIST_MASKGIT = "maskgit-mnist"
 SHAPES_JUDGE = "shapes-judge"
+SHAPES_TOKENIZER = "vq-shapes"
+SHAPES_MUSE = "muse-shapes"
 
 
 def assets_dir() -> Path:
