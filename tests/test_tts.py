@@ -112,6 +112,19 @@ def test_cached_context_and_dropped_text():
     assert condition.predicted_frames()[1] == 0
 
 
+def test_stacked_guidance_branches_equal_separate_forwards():
+    model = _model()
+    condition = _condition(model, batch=1)
+    null = condition.without_text()
+    assert null.context_mask[0].tolist() == [True, True] + [False] * 9 and null.num_symbols.tolist() == [0]
+    tokens = torch.randint(0, 33, (1, 2, 10))
+    kv = model.project_context(condition)
+    stacked_kv = [(torch.cat([k, k]), torch.cat([v, v])) for k, v in kv]
+    both = model(torch.cat([tokens, tokens]), condition.stack(null), context_kv=stacked_kv)
+    torch.testing.assert_close(both[:1], model(tokens, condition), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[1:], model(tokens, null), atol=1e-5, rtol=1e-5)
+
+
 def test_errors_name_the_problem():
     model = _model()
     condition = _condition(model, batch=1)

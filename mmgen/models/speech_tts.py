@@ -19,6 +19,7 @@ Padding frames (batches of different lengths) are excluded from self-attention w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -97,6 +98,18 @@ class SpeechCondition:
     def predicted_frames(self) -> Tensor:
         """Float ``[B]``: the predicted number of frames for the whole text."""
         return self.num_symbols.float() * self.log_frames_per_symbol.float().exp()
+
+    def without_text(self) -> SpeechCondition:
+        """The same style (voice, rate) with the text hidden: the unconditional branch of guidance."""
+        context_mask = self.context_mask.clone()
+        context_mask[:, 2:] = False
+        return SpeechCondition(self.context, context_mask, self.text_states, torch.zeros_like(self.text_mask),
+                               self.log_frames_per_symbol)
+
+    def stack(self, other: SpeechCondition) -> SpeechCondition:
+        """Both conditions along the batch (``self`` first), for one batched forward."""
+        return SpeechCondition(*(torch.cat([getattr(self, f.name), getattr(other, f.name)])
+                                 for f in dataclasses.fields(self)))
 
 
 def progress_embedding(fraction: Tensor, dim: int, max_frequency: float = 300.0) -> Tensor:

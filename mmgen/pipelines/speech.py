@@ -173,19 +173,18 @@ class SpeechPipeline:
         """Fill the ``mask_id`` positions of ``tokens [1, q, n]`` level by level; other positions never change."""
         model = self.transformer
         guided = options.guidance_scale != 1.0 and bool(condition.text_mask.any())
-        kv = model.project_context(condition)
-        if guided:
-            null = SpeechCondition(condition.context, condition.context_mask.clone(), condition.text_states,
-                                   torch.zeros_like(condition.text_mask), condition.log_frames_per_symbol)
-            null.context_mask[:, 2:] = False
+        kv = model.project_context(condition)  # once per call; the text-less branch differs only in its mask
+        if guided:  # cond and uncond run as one batch of 2B
+            condition = condition.stack(condition.without_text())
+            kv = [(torch.cat([k, k]), torch.cat([v, v])) for k, v in kv]
         samplers = [MaskGITSampler("cosine", options.temperature if level == 0 else options.fine_temperature,
                                    options.choice_temperature, options.top_k) for level in range(self.num_levels)]
 
         def logits_fn(grid: Tensor, level: int, step: int) -> Tensor:
-            logits = model(grid, condition, context_kv=kv).float()
-            if guided:
-                logits = apply_guidance(logits, model(grid, null, context_kv=kv).float(), options.guidance_scale)
-            return logits
+            if not guided:
+                return model(grid, condition, context_kv=kv).float()
+            cond, uncond = model(torch.cat([grid, grid]), condition, context_kv=kv).float().chunk(2)
+            return apply_guidance(cond, uncond, options.guidance_scale)
 
         steps = level_steps(self.num_levels, options.num_steps)
         return generate_levels(samplers, logits_fn, tokens.to(self.device), model.mask_id, steps=steps,
