@@ -6,11 +6,13 @@
 "Same size" means the same architecture hyper-parameters on both sides, each model built with random weights
 (``encodec.EncodecModel`` with ``pretrained=False``, i.e. its ``SEANetEncoder``/``SEANetDecoder`` +
 ``ResidualVectorQuantizer``): filters, ratios, LSTM layers, latent dimension, codebook size, causal or not, and the
-same number of RVQ levels. Rows:
+same number of RVQ levels. A codec with mmgen's inverse-STFT decoder (``decoder="istft"``, which EnCodec does not
+have) is compared with the EnCodec model of the same hyper-parameters whose filter count gives the parameter count
+closest to the mmgen codec's (the ``params`` column shows both). Rows:
 
 * ``encodec-24khz``: EnCodec's own 24 kHz architecture (32 filters, 2-layer LSTM, 128-d latents), at 6 kbit/s.
-* the shipped speech codec (``assets/codec-speech`` or the ``audio-codec-speech-16k`` config): 16 filters, no
-  LSTM, 8-d latents, 1024 codes, at 3 kbit/s (6 levels).
+* the shipped speech codec (``assets/codec-speech`` or the ``audio-codec-speech-16k`` config): SEANet encoder with
+  16 filters, inverse-STFT decoder, 8-d latents, 1024 codes, at 3 kbit/s (6 levels).
 
 Both sides run wav → codes → wav in fp32 on CPU; calls alternate (A, B, A, B, ...) and the median is reported, so
 background load on shared machines hits both alike. ``ratio`` = mmgen speed / encodec speed (> 1: mmgen faster).
@@ -47,13 +49,23 @@ def build_mmgen(spec: str) -> Any:
 
 
 def build_encodec_like(tokenizer: Any) -> torch.nn.Module:
-    """The ``encodec`` package's EncodecModel with the same hyper-parameters as ``tokenizer`` (random weights)."""
+    """The ``encodec`` package's EncodecModel with the same hyper-parameters as ``tokenizer`` (random weights);
+    for an inverse-STFT codec, the filter count whose parameter count is closest to ``tokenizer``'s."""
+    cfg = tokenizer.config
+    if getattr(cfg, "decoder", "seanet") == "seanet":
+        return _encodec_model(cfg, cfg.num_filters, tokenizer)
+    target = tokenizer.num_parameters()
+    sizes = {filters: sum(p.numel() for p in _encodec_model(cfg, filters, tokenizer).parameters())
+             for filters in range(8, 65, 2)}
+    return _encodec_model(cfg, min(sizes, key=lambda filters: abs(sizes[filters] - target)), tokenizer)
+
+
+def _encodec_model(cfg: Any, filters: int, tokenizer: Any) -> torch.nn.Module:
     from encodec import EncodecModel
     from encodec.modules import SEANetDecoder, SEANetEncoder
     from encodec.quantization import ResidualVectorQuantizer
 
-    cfg = tokenizer.config
-    common = dict(channels=cfg.channels, dimension=cfg.latent_dim, n_filters=cfg.num_filters,
+    common = dict(channels=cfg.channels, dimension=cfg.latent_dim, n_filters=filters,
                   n_residual_layers=cfg.num_residual_layers, ratios=list(cfg.ratios), norm=cfg.norm,
                   kernel_size=cfg.kernel_size, last_kernel_size=cfg.last_kernel_size,
                   residual_kernel_size=cfg.residual_kernel_size, dilation_base=cfg.dilation_growth_rate,

@@ -152,7 +152,7 @@ def token_log_likelihood(pipe: MaskGITPipeline, tokens: torch.Tensor, conditioni
     for group in order.to(flat.device).chunk(min(passes, count)):
         masked = flat.clone()
         masked[:, group] = pipe.transformer.mask_id
-        logits = pipe._logits(masked.reshape(tokens.shape), conditioning, guidance_scale)
+        logits = pipe.guided_logits(masked.reshape(tokens.shape), conditioning, guidance_scale)
         log_probs = logits[:, group].log_softmax(-1)
         scores[:, group] = log_probs.gather(-1, flat[:, group, None]).squeeze(-1)
     return scores

@@ -176,8 +176,9 @@ class MaskGITPipeline:
         """One transformer call → float logits [B, N, V] (subclasses may add autocast)."""
         return self.transformer(tokens, **inputs).float()
 
-    def _logits(self, tokens: torch.Tensor, conditioning: Conditioning, scale: float) -> torch.Tensor:
-        """Guided logits [B, N, V]; cond and uncond run as one batch when guidance is active."""
+    def guided_logits(self, tokens: torch.Tensor, conditioning: Conditioning, scale: float) -> torch.Tensor:
+        """Guided float logits [B, N, V] for ``tokens [B, *grid]`` (``mask_id`` at masked positions) under
+        ``conditioning`` (from :meth:`condition`); cond and uncond run as one batch when guidance is active."""
         if conditioning.guided is None or scale == 1.0:
             return self._forward(tokens, conditioning.cond)
         cond, uncond = self._forward(torch.cat([tokens, tokens]), conditioning.guided).chunk(2)
@@ -196,7 +197,7 @@ class MaskGITPipeline:
 
         def logits_fn(current: torch.Tensor, index: int) -> torch.Tensor:
             scale = guidance_scale_at(index, options.num_steps, options.guidance_scale, options.guidance_schedule)
-            return self._logits(current.reshape(shape), conditioning, scale)
+            return self.guided_logits(current.reshape(shape), conditioning, scale)
 
         return run_sampler(options.build_sampler(), logits_fn, flat, flat == self.transformer.mask_id,
                            generator=generator).reshape(shape)
