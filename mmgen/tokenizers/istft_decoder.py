@@ -96,4 +96,4 @@ class ISTFTDecoder(nn.Module):
         return self.out.weight
 
 
-__all__ = ["ConvNeXtBlock1d", "ISTFT", "ISTFTDecoder"]
+__all__ = ["ISTFT", "ConvNeXtBlock1d", "ISTFTDecoder"]
