@@ -105,9 +105,10 @@ def test_save_load_round_trip(tiny: AudioTokenizer, tmp_path: Path):
     assert half.decode(half.encode(wav)).dtype == torch.float32
 
 
-def test_training_forward_dropout_gradients_and_latent_norm():
+@pytest.mark.parametrize("latent_norm", [True, "frame"])
+def test_training_forward_dropout_gradients_and_latent_norm(latent_norm: bool | str):
     torch.manual_seed(0)
-    codec = create_model("audio-codec-tiny", num_quantizers=4, latent_norm=True, kmeans_init=True).train()
+    codec = create_model("audio-codec-tiny", num_quantizers=4, latent_norm=latent_norm, kmeans_init=True).train()
     wav = torch.cat([_speechlike(0.4, seed=s) for s in range(4)])[:, None]
     levels = set()
     for _ in range(12):
@@ -123,6 +124,20 @@ def test_training_forward_dropout_gradients_and_latent_norm():
     assert first.grad is not None and first.grad.abs().sum() > 0  # straight-through reaches the encoder
     bypass = codec(wav, quantize=False)
     assert (bypass.indices == -1).all() and bypass.aux_loss == 0
+
+
+def test_frame_latent_norm_is_the_same_in_training_and_inference():
+    """A per-frame norm has no running statistics: codes at inference are the codes training saw (a BatchNorm
+    whose running statistics lag the encoder can send every frame to one code)."""
+    torch.manual_seed(0)
+    codec = create_model("audio-codec-tiny", latent_norm="frame", quantizer_dropout=False, kmeans_init=False)
+    wav = torch.cat([_speechlike(0.4, seed=s) for s in range(2)])[:, None]
+    normed = codec.train().encode_latents(wav)
+    torch.testing.assert_close(normed, codec.eval().encode_latents(wav))
+    torch.testing.assert_close(normed.mean(1), torch.zeros_like(normed[:, 0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normed.std(1, unbiased=False), torch.ones_like(normed[:, 0]), atol=1e-2, rtol=0)
+    with pytest.raises(InvalidArgumentError, match="latent_norm"):
+        create_model("audio-codec-tiny", latent_norm="group")
 
 
 def test_metrics_behave():

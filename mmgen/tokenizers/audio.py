@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmgen.errors import InvalidArgumentError
@@ -35,9 +36,12 @@ from mmgen.tokenizers.seanet import ConvNorm, SEANetDecoder, SEANetEncoder
 class AudioTokenizerConfig:
     """Architecture of an :class:`AudioTokenizer` (field meanings follow EnCodec's; ``ratios`` in decoder order).
 
-    ``latent_norm`` standardises the latents per channel before the RVQ (BatchNorm without affine, running
-    statistics at inference): the codebooks then see a stationary distribution while the encoder trains, which
-    keeps codebook usage high in short runs (EnCodec has no such layer: ``False`` for interop).
+    ``latent_norm`` standardises the latents before the RVQ so the codebooks see a stationary distribution while
+    the encoder trains, which keeps codebook usage high in short runs: ``"frame"`` (each frame's D channels to
+    zero mean and unit variance, identical in training and inference; like DAC's normalized codes) or
+    ``"batch"`` / ``True`` (BatchNorm without affine; running statistics at inference, which an encoder can
+    defeat by emitting tiny variations around a drifting mean: a short run then encodes everything to one code at
+    inference). EnCodec has no such layer: ``False`` for interop.
 
     ``decoder``: ``seanet`` (EnCodec's transposed-conv decoder) or ``istft`` (Vocos-style: ``istft_layers``
     ConvNeXt blocks of width ``istft_dim`` at the frame rate and an inverse-STFT head with ``istft_n_fft`` bins,
@@ -64,7 +68,7 @@ class AudioTokenizerConfig:
     codebook_size: int = 1024
     num_quantizers: int = 8
     normalize: bool = False
-    latent_norm: bool = False
+    latent_norm: bool | str = False
     chunk_length_s: float | None = None
     overlap: float | None = None
     quantizer_dropout: bool = True
@@ -118,8 +122,7 @@ class AudioTokenizer(PretrainedModel):
         self.encoder = SEANetEncoder(config)
         self.decoder = SEANetDecoder(config) if config.decoder == "seanet" \
             else ISTFTDecoder(config, math.prod(config.ratios))
-        self.latent_norm = nn.BatchNorm1d(config.latent_dim, affine=False, momentum=0.01) \
-            if config.latent_norm else nn.Identity()
+        self.latent_norm = _latent_norm(config.latent_norm, config.latent_dim)
         self.quantizer = ResidualQuantizer(
             config.latent_dim, config.num_quantizers, config.codebook_size, dropout=config.quantizer_dropout,
             min_levels=config.min_quantizers, ema_decay=config.codebook_decay, kmeans_init=config.kmeans_init,
@@ -294,6 +297,23 @@ class AudioTokenizer(PretrainedModel):
         return tokenizer_from_encodec(source)
 
 
+class FrameNorm(nn.Module):
+    """x [B, D, n] → each frame's D channels standardised (zero mean, unit variance, no affine)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.transpose(1, 2), x.shape[1:2], eps=1e-5).transpose(1, 2)
+
+
+def _latent_norm(kind: bool | str, dim: int) -> nn.Module:
+    if kind in (False, "none"):
+        return nn.Identity()
+    if kind in (True, "batch"):
+        return nn.BatchNorm1d(dim, affine=False, momentum=0.01)
+    if kind == "frame":
+        return FrameNorm()
+    raise InvalidArgumentError("latent_norm", "frame, batch or none", kind)
+
+
 def overlap_add(frames: list[torch.Tensor], stride: int) -> torch.Tensor:
     """frames: chunks [B, C, L_i] starting every ``stride`` samples → [B, C, stride·(k-1) + L_last], cross-faded
     with triangular weights (EnCodec's linear overlap-add; one chunk is returned unchanged)."""
@@ -319,7 +339,7 @@ register_config("audio-codec-tiny", AudioTokenizer.model_type, _TINY)
 # of this size stayed a frame-rate buzz after 800 steps); 8-dim latents (low-dim codes keep nearest-neighbour
 # codebook usage high, as DAC's factorized codes do).
 register_config("audio-codec-speech-16k", AudioTokenizer.model_type, dict(
-    sample_rate=16000, num_filters=16, ratios=(8, 5, 4, 2), lstm_layers=0, latent_dim=8, latent_norm=True,
+    sample_rate=16000, num_filters=16, ratios=(8, 5, 4, 2), lstm_layers=0, latent_dim=8, latent_norm="frame",
     codebook_size=1024, num_quantizers=8, kmeans_init=True, dead_code_threshold=2.0, commitment_weight=1.0,
     decoder="istft", istft_dim=256, istft_layers=8))
 # EnCodec 24 kHz's architecture (facebook/encodec_24khz): causal, 2-layer LSTM, 32 levels of 1024 codes.
@@ -327,4 +347,4 @@ register_config("encodec-24khz", AudioTokenizer.model_type, dict(
     sample_rate=24000, num_filters=32, ratios=(8, 5, 4, 2), lstm_layers=2, latent_dim=128, codebook_size=1024,
     num_quantizers=32, causal=True, kmeans_init=False))
 
-__all__ = ["AudioCodes", "AudioTokenizer", "AudioTokenizerConfig", "AudioTokenizerOutput", "overlap_add"]
+__all__ = ["AudioCodes", "AudioTokenizer", "AudioTokenizerConfig", "AudioTokenizerOutput", "FrameNorm", "overlap_add"]
