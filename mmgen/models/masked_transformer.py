@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mmgen.errors import InvalidArgumentError
+from mmgen.nn.norms import modulate
 from mmgen.nn.positions import LearnedGridPositions, axial_rope, sincos_grid_embedding
 from mmgen.nn.transformer import TransformerBlock, make_norm
 from mmgen.pretrained import PretrainedModel
@@ -185,7 +186,7 @@ class MaskedTransformer(PretrainedModel):
         x = self.final_norm(x[:, prefix:])
         if self.final_modulation is not None:
             shift, scale = self.final_modulation(cond).unsqueeze(1).chunk(2, dim=-1)
-            x = x * (1 + scale) + shift
+            x = modulate(x, scale, shift)
         return self.head(x)
 
 

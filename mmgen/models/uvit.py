@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mmgen.errors import InvalidArgumentError
+from mmgen.nn.norms import RMSNorm
 from mmgen.nn.uvit_blocks import KV, UVitLayer, UVitStage
 from mmgen.pretrained import PretrainedModel
 from mmgen.registry import register_config
@@ -98,7 +99,7 @@ class TokenEmbedding(nn.Module):
     def __init__(self, c: UVitConfig) -> None:
         super().__init__()
         self.embeddings = nn.Embedding(c.vocab_size, c.embed_dim)
-        self.norm = nn.RMSNorm(c.embed_dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
+        self.norm = RMSNorm(c.embed_dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
         self.proj = nn.Linear(c.embed_dim, c.conv_dim, bias=c.use_bias)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -111,7 +112,7 @@ class LogitsHead(nn.Module):
     def __init__(self, c: UVitConfig) -> None:
         super().__init__()
         self.proj = nn.Linear(c.conv_dim, c.embed_dim, bias=c.use_bias)
-        self.norm = nn.RMSNorm(c.embed_dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
+        self.norm = RMSNorm(c.embed_dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
         self.out = nn.Linear(c.embed_dim, c.codebook_size, bias=c.use_bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -143,16 +144,16 @@ class UVitTransformer(PretrainedModel):
         norm = dict(eps=c.norm_eps, affine=c.norm_affine, bias=c.use_bias)
         stage = dict(dropout=c.dropout, attention_dropout=c.attention_dropout, **norm)
         self.context_proj = nn.Linear(c.context_dim, c.dim, bias=c.use_bias)
-        self.context_norm = nn.RMSNorm(c.dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
+        self.context_norm = RMSNorm(c.dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
         self.cond_embed = CondEmbedding(c)
         self.embed = TokenEmbedding(c)
         self.down = UVitStage(c.conv_dim, c.num_res_blocks, c.dim, c.block_num_heads,
                               resample="down" if c.downsample else None, **stage)
-        self.to_hidden_norm = nn.RMSNorm(c.conv_dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
+        self.to_hidden_norm = RMSNorm(c.conv_dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
         self.to_hidden = nn.Linear(c.conv_dim, c.dim, bias=c.use_bias)
         self.layers = nn.ModuleList(UVitLayer(c.dim, c.num_heads, c.mlp_dim, dropout=c.dropout, **norm)
                                     for _ in range(c.depth))
-        self.from_hidden_norm = nn.RMSNorm(c.dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
+        self.from_hidden_norm = RMSNorm(c.dim, eps=c.norm_eps, elementwise_affine=c.norm_affine)
         self.from_hidden = nn.Linear(c.dim, c.conv_dim, bias=c.use_bias)
         self.up = UVitStage(c.conv_dim, c.num_res_blocks, c.dim, c.block_num_heads,
                             resample="up" if c.upsample else None, **stage)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmgen.errors import InvalidArgumentError, check_positive_int
+from mmgen.nn.norms import RMSNorm
 
 Backend = Literal["auto", "sdpa", "math", "xformers"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -318,8 +319,8 @@ class Attention(nn.Module):
             self.to_kv = nn.Linear(check_positive_int("context_dim", context_dim), 2 * dim, bias=qkv_bias)
         else:
             self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)

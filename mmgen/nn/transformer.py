@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mmgen.errors import InvalidArgumentError
 from mmgen.nn.attention import Attention, Rope
+from mmgen.nn.norms import RMSNorm, modulate
 
 NormKind = Literal["layernorm", "rmsnorm"]
 Modulation = tuple[Tensor, Tensor, Tensor]
@@ -25,7 +26,7 @@ def make_norm(kind: NormKind, dim: int, *, affine: bool = True) -> nn.Module:
     if kind == "layernorm":
         return nn.LayerNorm(dim, eps=1e-6, elementwise_affine=affine)
     if kind == "rmsnorm":
-        return nn.RMSNorm(dim, eps=1e-6, elementwise_affine=affine)
+        return RMSNorm(dim, eps=1e-6, elementwise_affine=affine)
     raise InvalidArgumentError("norm", "'layernorm' or 'rmsnorm'", kind)
 
 
@@ -113,7 +114,7 @@ class TransformerBlock(nn.Module):
         if mod is None:
             return x + fn(h)
         shift, scale, gate = mod
-        return x + gate * fn(h * (1 + scale) + shift)
+        return x + gate * fn(modulate(h, scale, shift))
 
     def forward(
         self,

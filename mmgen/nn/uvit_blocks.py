@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmgen.nn.attention import Attention
+from mmgen.nn.norms import RMSNorm, modulate
 
 KV = tuple[Tensor, Tensor]
 
@@ -56,7 +57,7 @@ class ConvNextBlock(nn.Module):
         super().__init__()
         hidden = channels * expansion
         self.depthwise = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=bias)
-        self.norm = nn.RMSNorm(channels, eps=eps, elementwise_affine=affine)
+        self.norm = RMSNorm(channels, eps=eps, elementwise_affine=affine)
         self.channelwise_linear_1 = nn.Linear(channels, hidden, bias=bias)
         self.channelwise_norm = GlobalResponseNorm(hidden)
         self.channelwise_linear_2 = nn.Linear(hidden, channels, bias=bias)
@@ -69,7 +70,7 @@ class ConvNextBlock(nn.Module):
         h = self.channelwise_linear_2(self.channelwise_norm(F.gelu(h)))
         x = x + self.dropout(h)
         scale, shift = self.cond_embeds_mapper(F.silu(cond)).chunk(2, dim=-1)
-        return x * (1 + scale[:, None, None]) + shift[:, None, None]
+        return modulate(x, scale[:, None, None], shift[:, None, None])
 
 
 class ContextBlock(nn.Module):
@@ -78,9 +79,9 @@ class ContextBlock(nn.Module):
     def __init__(self, channels: int, num_heads: int, context_dim: int, *, bias: bool, dropout: float) -> None:
         super().__init__()
         self.kv_mapper = nn.Linear(context_dim, channels, bias=bias) if context_dim != channels else None
-        self.norm1 = nn.RMSNorm(channels, eps=1e-6)
+        self.norm1 = RMSNorm(channels, eps=1e-6)
         self.attn1 = make_attention(channels, num_heads, context_dim=channels, bias=bias, dropout=dropout)
-        self.norm2 = nn.RMSNorm(channels, eps=1e-6)
+        self.norm2 = RMSNorm(channels, eps=1e-6)
         self.attn2 = make_attention(channels, num_heads, context_dim=channels, bias=bias, dropout=dropout)
 
     def project_context(self, context: Tensor) -> list[KV]:
@@ -100,7 +101,7 @@ class Resample(nn.Module):
     def __init__(self, channels: int, kind: Literal["down", "up"], *, eps: float, affine: bool, bias: bool) -> None:
         super().__init__()
         self.kind = kind
-        self.norm = nn.RMSNorm(channels, eps=eps, elementwise_affine=affine)
+        self.norm = RMSNorm(channels, eps=eps, elementwise_affine=affine)
         conv_class = nn.Conv2d if kind == "down" else nn.ConvTranspose2d
         self.conv = conv_class(channels, channels, kernel_size=2, stride=2, bias=bias)
 
@@ -150,12 +151,12 @@ class ModulatedNorm(nn.Module):
                  bias: bool) -> None:
         super().__init__()
         self.linear = nn.Linear(cond_dim, 2 * dim, bias=bias)
-        self.norm = (nn.RMSNorm(dim, eps=eps, elementwise_affine=affine) if kind == "rms"
+        self.norm = (RMSNorm(dim, eps=eps, elementwise_affine=affine) if kind == "rms"
                      else nn.LayerNorm(dim, eps=eps, elementwise_affine=affine, bias=bias))
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         scale, shift = self.linear(F.silu(cond)).chunk(2, dim=-1)
-        return self.norm(x) * (1 + scale[:, None]) + shift[:, None]
+        return modulate(self.norm(x), scale[:, None], shift[:, None])
 
 
 class GEGLU(nn.Module):
