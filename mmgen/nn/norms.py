@@ -4,7 +4,7 @@
   mean square in one fp32 reduction (``linalg.vector_norm``) and scales in the input dtype: ~3x faster than the
   stock kernel on CPU for ``[512, 1024]`` bf16 activations (measured 1.1 vs 3.5 ms, 1 thread). fp32 inputs take
   the stock path unchanged (bit-identical to diffusers/transformers' RMSNorm for parity tests).
-* :func:`modulate`: FiLM/adaLN ``x * (1 + scale) + shift`` as one fused ``addcmul`` in ``x``'s dtype.
+* :func:`modulate`: FiLM/adaLN ``x * (1 + scale) + shift``, one fused ``addcmul`` for bf16/fp16.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ class RMSNorm(nn.RMSNorm):
 
 
 def modulate(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-    """``x * (1 + scale) + shift`` in ``x``'s dtype (scale/shift broadcast against ``x``), one fused op."""
+    """``x * (1 + scale) + shift`` (scale/shift broadcast against ``x``): one fused op in ``x``'s dtype for
+    bf16/fp16; fp32 keeps the separate multiply and add (bit-identical to diffusers' blocks)."""
+    if x.dtype not in _LOW_PRECISION:
+        return x * (1 + scale) + shift
     return torch.addcmul(shift.to(x.dtype), x, (1 + scale).to(x.dtype))
 
 
