@@ -17,6 +17,7 @@ MNIST_MASKGIT = "maskgit-mnist"
 SHAPES_JUDGE = "shapes-judge"
 SHAPES_TOKENIZER = "vq-shapes"
 SHAPES_MUSE = "muse-shapes"
+SPEECH_CODEC = "codec-speech"
 
 
 def assets_dir() -> Path:

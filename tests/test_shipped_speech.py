@@ -1,0 +1,32 @@
+"""The shipped speech models on real espeak-ng speech (a sentence not in the training data)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from mmgen.assets import SPEECH_CODEC, asset_path
+from mmgen.eval.audio_metrics import mel_cepstral_distance, mel_distance, mulaw_lowpass
+from mmgen.registry import load_pretrained
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+SENTENCE = "Please bring the yellow kettle to the kitchen before noon."
+
+
+@needs_espeak
+def test_shipped_codec_beats_the_mulaw_baseline_at_1_5_kbps():
+    from mmgen.data.speech import speak
+
+    codec = load_pretrained(asset_path(SPEECH_CODEC)).eval()
+    assert codec.sample_rate == 16000 and codec.quantizers_for_bandwidth(1.5) == 3
+    wav = speak(SENTENCE, voice="en-gb", rate=150).wav[None, None]  # [1, 1, T]
+    tokens = codec.encode(wav, codec.quantizers_for_bandwidth(1.5))
+    assert tokens.shape[1] == 3 and tokens[:, 0].unique().numel() > 20  # many codes, not a collapsed codebook
+    recon = codec.reconstruct(wav, 3)
+    ours = float(mel_distance(recon[:, 0], wav[:, 0], 16000)[0])
+    baseline = float(mel_distance(mulaw_lowpass(wav[:, 0], 16000, 1.5, bits=1), wav[:, 0], 16000)[0])
+    assert ours < 0.5 * baseline, (ours, baseline)  # measured: ~0.55 vs ~2.5 on the held-out set
+    assert float(mel_cepstral_distance(recon[:, 0], wav[:, 0], 16000)[0]) < 3.5  # dB; held-out mean 2.0
+    assert torch.isfinite(recon).all()
