@@ -17,7 +17,7 @@ import torch
 from mmgen.cli.main import main
 from mmgen.data.audio_io import encode_audio, load_audio, save_audio
 from mmgen.data.writer import ShardWriter
-from mmgen.errors import InvalidArgumentError
+from mmgen.errors import CheckpointError, InvalidArgumentError
 from mmgen.pipelines import load_pipeline
 from mmgen.pipelines.speech import SpeechPipeline, paste_outside
 from mmgen.registry import create_model
@@ -167,3 +167,19 @@ def test_train_speech_cli_smoke(tmp_path, capsys):
     pipe = load_pipeline(run / "pipeline")
     assert pipe.transformer.config.symbols == tuple(summary["symbols"]) and pipe.num_levels == 2
     assert pipe.transformer.config.rate_center == 152.5
+
+
+def test_pipeline_can_reference_a_shared_codec_folder(pipe, tmp_path):
+    """Shipped pipelines point at one codec folder (relative path in pipeline.json) instead of copying it."""
+    codec_dir = pipe.audio_tokenizer.save_pretrained(tmp_path / "codec")
+    pipe.save_pretrained(tmp_path / "tts", audio_tokenizer_path=codec_dir)
+    assert not (tmp_path / "tts" / "audio_tokenizer").exists()
+    assert json.loads((tmp_path / "tts" / "pipeline.json").read_text())["audio_tokenizer"] == "../codec"
+    again = load_pipeline(tmp_path / "tts")
+    tokens = torch.randint(0, pipe.audio_tokenizer.codebook_size, (1, 2, 6))
+    torch.testing.assert_close(again.audio_tokenizer.decode(tokens), pipe.audio_tokenizer.decode(tokens))
+    (tmp_path / "codec" / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="audio tokenizer is missing"):
+        load_pipeline(tmp_path / "tts")
+    with pytest.raises(CheckpointError, match="not a saved audio tokenizer"):
+        pipe.save_pretrained(tmp_path / "tts2", audio_tokenizer_path=tmp_path / "nothing")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,24 @@ class SpeechPipeline:
                                   f"transformer models {transformer.config.codebook_size}")
 
     # ---------------------------------------------------------------------------------------------- folders
-    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None,
+                        audio_tokenizer_path: str | Path | None = None) -> Path:
+        """Write ``pipeline.json`` + ``transformer/`` + ``audio_tokenizer/``.
+
+        ``audio_tokenizer_path``: an existing folder holding this pipeline's codec; the pipeline then records
+        its path relative to ``directory`` instead of a copy (shipped pipelines share one codec folder).
+        """
         directory = Path(directory)
         self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
-        self.audio_tokenizer.save_pretrained(directory / "audio_tokenizer", dtype=dtype)
-        write_json_atomic({"pipeline": "speech", "sampler": self.defaults.__dict__}, directory / PIPELINE_FILE)
+        index: dict[str, Any] = {"pipeline": "speech", "sampler": self.defaults.__dict__}
+        if audio_tokenizer_path is None:
+            self.audio_tokenizer.save_pretrained(directory / "audio_tokenizer", dtype=dtype)
+        else:
+            shared = Path(audio_tokenizer_path).resolve()
+            if not (shared / "config.json").is_file():
+                raise CheckpointError(f"{shared}: not a saved audio tokenizer (config.json missing)")
+            index["audio_tokenizer"] = os.path.relpath(shared, directory.resolve())
+        write_json_atomic(index, directory / PIPELINE_FILE)
         return directory
 
     @classmethod
@@ -96,8 +110,11 @@ class SpeechPipeline:
         transformer = load_pretrained(directory / "transformer", device=device)
         if not isinstance(transformer, SpeechTTS):
             raise CheckpointError(f"{directory / 'transformer'}: holds a {type(transformer).__name__}, not SpeechTTS")
-        return cls(transformer, load_pretrained(directory / "audio_tokenizer", device=device),
-                   SpeechSamplingOptions(**data.get("sampler", {})))
+        codec_dir = directory / data.get("audio_tokenizer", "audio_tokenizer")
+        if not (codec_dir / "config.json").is_file():
+            raise CheckpointError(f"{codec_dir}: the pipeline's audio tokenizer is missing (pipeline.json: "
+                                  f"{data.get('audio_tokenizer', 'audio_tokenizer/')})")
+        return cls(transformer, load_pretrained(codec_dir, device=device), SpeechSamplingOptions(**data.get("sampler", {})))
 
     @property
     def device(self) -> torch.device:
