@@ -97,7 +97,8 @@ def test_transformer_logits_match_diffusers(diffusers_pipe, mmgen_pipe) -> None:
                        context_mask=torch.ones(3, 12, dtype=torch.bool))
     expected = expected.permute(0, 2, 3, 1).reshape(3, grid * grid, CODEBOOK)
     assert expected.abs().max() > 0.5  # a model whose logits are not all ~0
-    print(f"max abs logit diff: {(logits - expected).abs().max():.3g} (cached K/V {(cached - expected).abs().max():.3g})")
+    diff, cached_diff = (logits - expected).abs().max(), (cached - expected).abs().max()
+    print(f"max abs logit diff: {diff:.3g} (cached K/V {cached_diff:.3g})")
     assert (logits - expected).abs().max() <= 1e-4
     assert (cached - expected).abs().max() <= 1e-4
 

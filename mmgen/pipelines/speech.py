@@ -114,7 +114,8 @@ class SpeechPipeline:
         if not (codec_dir / "config.json").is_file():
             raise CheckpointError(f"{codec_dir}: the pipeline's audio tokenizer is missing (pipeline.json: "
                                   f"{data.get('audio_tokenizer', 'audio_tokenizer/')})")
-        return cls(transformer, load_pretrained(codec_dir, device=device), SpeechSamplingOptions(**data.get("sampler", {})))
+        return cls(transformer, load_pretrained(codec_dir, device=device),
+                   SpeechSamplingOptions(**data.get("sampler", {})))
 
     @property
     def device(self) -> torch.device:
