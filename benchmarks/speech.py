@@ -107,7 +107,9 @@ def codec_speed(model_dir: Path) -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from audio_codec import codec_speed_table, format_table
 
-    return format_table(codec_speed_table((str(model_dir / "audio_tokenizer"),), repeats=3))
+    index = json.loads((model_dir / "pipeline.json").read_text())
+    codec_dir = model_dir / index.get("audio_tokenizer", "audio_tokenizer")  # a copy, or a shared folder
+    return format_table(codec_speed_table((str(codec_dir),), repeats=3))
 
 
 def main() -> None:
