@@ -18,6 +18,7 @@ SHAPES_JUDGE = "shapes-judge"
 SHAPES_TOKENIZER = "vq-shapes"
 SHAPES_MUSE = "muse-shapes"
 SPEECH_CODEC = "codec-speech"
+SPEECH_TTS = "tts-speech"
 
 
 def assets_dir() -> Path:

@@ -1,7 +1,11 @@
-"""`mmgen demo` on the shipped assets writes its pictures (MNIST class-conditional + shapes text-to-image)."""
+"""`mmgen demo` on the shipped assets writes its pictures (MNIST class-conditional + shapes text-to-image) and
+speech."""
 
 from __future__ import annotations
 
+import shutil
+
+import soundfile as sf
 from PIL import Image
 
 from mmgen.cli.main import main
@@ -15,6 +19,10 @@ def test_demo_writes_every_picture(tmp_path, capsys):
         assert Image.open(tmp_path / name).size[0] > 28
     assert Image.open(tmp_path / "samples.png").size[1] > 10 * 28  # ten rows, one per class
     assert Image.open(tmp_path / "text_to_image.png").size[1] >= 6 * 32 * 3  # six captioned prompt rows, zoom 3
+    if shutil.which("espeak-ng"):
+        assert str(tmp_path / "speech.wav") in printed and str(tmp_path / "speech.png") in printed
+        wav, rate = sf.read(tmp_path / "speech.wav")
+        assert rate == 16000 and 2.0 < len(wav) / rate < 8.0 and abs(wav).max() > 0.01
 
 
 def test_shipped_text_to_image_pipeline_follows_single_object_colors():

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from mmgen.assets import SPEECH_CODEC, asset_path
+from mmgen.assets import SPEECH_CODEC, SPEECH_TTS, asset_path
 from mmgen.eval.audio_metrics import mel_cepstral_distance, mel_distance, mulaw_lowpass
 from mmgen.registry import load_pretrained
 
@@ -30,3 +30,16 @@ def test_shipped_codec_beats_the_mulaw_baseline_at_1_5_kbps():
     assert ours < 0.5 * baseline, (ours, baseline)  # measured: ~0.55 vs ~2.5 on the held-out set
     assert float(mel_cepstral_distance(recon[:, 0], wav[:, 0], 16000)[0]) < 3.5  # dB; held-out mean 2.0
     assert torch.isfinite(recon).all()
+
+
+@needs_espeak
+def test_shipped_tts_speaks_a_new_sentence_for_about_espeak_ng_s_duration():
+    from mmgen.data.speech import speak
+    from mmgen.pipelines import load_pipeline
+
+    pipe = load_pipeline(asset_path(SPEECH_TTS))
+    assert pipe.audio_tokenizer.config.decoder == "istft"  # the shared assets/codec-speech folder
+    reference = speak(SENTENCE, voice="en-us", rate=160)
+    out = pipe.speak(SENTENCE, voice="en-us", rate=160, generator=torch.Generator().manual_seed(0), num_steps=4)
+    assert abs(out.seconds - reference.seconds) / reference.seconds < 0.2, (out.seconds, reference.seconds)
+    assert out.wav.abs().max() > 0.01 and torch.isfinite(out.wav).all()

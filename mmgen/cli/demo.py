@@ -1,5 +1,5 @@
 """``mmgen demo``: generation and editing with the shipped models: MNIST digits (class-conditional MaskGIT) and
-text-to-image on the built-in shapes scenes (Muse-style, MiniLM text encoder).
+text-to-image on the built-in shapes scenes (Muse-style, MiniLM text encoder), and text-to-speech.
 
 Writes, in about a minute on CPU:
 
@@ -7,7 +7,9 @@ Writes, in about a minute on CPU:
 * ``inpaint.png``  — held-out digits | mask | inpainted (the masked half regenerated as the same class);
 * ``outpaint.png`` — held-out digits | canvas extended 3 tokens to the right;
 * ``text_to_image.png`` — one captioned row per held-out prompt (wordings and object pairs never seen in training);
-* ``edit.png`` — a generated scene | the same scene edited towards a new prompt (mask-free, Muse-style).
+* ``edit.png`` — a generated scene | the same scene edited towards a new prompt (mask-free, Muse-style);
+* ``speech.wav`` + ``speech.png`` — a new sentence spoken by the shipped masked TTS model (RVQ tokens of the shipped
+  speech codec), next to espeak-ng's rendering of it (skipped with a notice when espeak-ng is not installed).
 
 ``mmgen demo --train`` first retrains the judge, tokenizer and MaskGIT from scratch on the shipped MNIST data with
 the recipes in assets/README.md (about an hour on a busy 2-core CPU) and uses those instead.
@@ -111,6 +113,33 @@ def _text_to_image(out: Path, seed: int) -> list[tuple[str, Path]]:
     return [("text-to-image (held-out prompts)", grid), ("mask-free edit (source | edited)", edit_path)]
 
 
+SPEECH_TEXT = "Masked generative models fill in the missing tokens, a few at a time."
+
+
+def _speech(out: Path, seed: int) -> list[tuple[str, Path]]:
+    """The shipped TTS pipeline speaks a sentence it never saw; WAV + mel PNG (espeak-ng's rendering above)."""
+    import shutil
+
+    import torch
+
+    from mmgen.assets import SPEECH_TTS, asset_path
+    from mmgen.data.audio_io import save_audio
+    from mmgen.data.speech import speak
+    from mmgen.eval.audio_metrics import save_mel_png
+    from mmgen.pipelines import load_pipeline
+
+    if shutil.which("espeak-ng") is None:  # the phoneme front end needs it (the Makefile installs it)
+        print("speech: skipped (espeak-ng is not installed)")
+        return []
+    pipe = load_pipeline(asset_path(SPEECH_TTS))
+    spoken = pipe.speak(SPEECH_TEXT, generator=torch.Generator().manual_seed(seed))
+    wav = save_audio(out / "speech.wav", spoken.wav, spoken.sample_rate)
+    reference = speak(SPEECH_TEXT, sample_rate=spoken.sample_rate)
+    png = save_mel_png([(f"espeak-ng: {SPEECH_TEXT}", reference.wav[None]),
+                        (f"mmgen speak ({spoken.seconds:.1f} s)", spoken.wav)], spoken.sample_rate, out / "speech.png")
+    return [("text-to-speech (wav)", wav), ("text-to-speech (espeak-ng | mmgen)", png)]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -135,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     extended = outpaint(pipe, images, "right", 3, labels, generator=g, **options)
     outpaint_path = _strip_rows([[a, b] for a, b in zip(to_pil(images), extended.images)], out / "outpaint.png")
     text_outputs = _text_to_image(out, args.seed)
+    speech_outputs = _speech(out, args.seed)
     print("outputs:")
     for name, path in (("samples (rows = classes 0-9)", samples), ("inpainting", inpaint_path),
-                       ("outpainting", outpaint_path), *text_outputs):
-        print(f"  {name:30s} {path}")
+                       ("outpainting", outpaint_path), *text_outputs, *speech_outputs):
+        print(f"  {name:36s} {path}")
     return 0
