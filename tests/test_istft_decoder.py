@@ -25,7 +25,7 @@ def test_istft_inverts_a_same_padded_stft(n_fft: int, hop: int):
 
 @pytest.mark.parametrize(("n_fft", "hop"), [(65, 16), (20, 20)])
 def test_istft_rejects_uninvertible_geometry(n_fft: int, hop: int):
-    with pytest.raises(ValueError, match="n_fft"):
+    with pytest.raises(InvalidArgumentError, match="istft_n_fft"):
         ISTFT(n_fft, hop)
 
 

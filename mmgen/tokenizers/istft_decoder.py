@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgen.errors import InvalidArgumentError
+
 
 class ConvNeXtBlock1d(nn.Module):
     """x [B, C, n] → x + γ · MLP(LN(depthwise conv(x))) (ConvNeXt, as in Vocos' backbone)."""
@@ -43,7 +45,8 @@ class ISTFT(nn.Module):
     def __init__(self, n_fft: int, hop_length: int):
         super().__init__()
         if n_fft < 2 * hop_length or (n_fft - hop_length) % 2:  # Hann windows must overlap to be invertible
-            raise ValueError(f"n_fft {n_fft} must be >= 2 x hop {hop_length} with an even difference")
+            raise InvalidArgumentError("istft_n_fft", f"an FFT size >= 2 x the hop ({2 * hop_length}) that differs "
+                                       "from the hop by an even number", n_fft)
         self.n_fft, self.hop_length = n_fft, hop_length
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
