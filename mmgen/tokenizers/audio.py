@@ -156,10 +156,7 @@ class AudioTokenizer(PretrainedModel):
     @property
     def last_layer(self) -> torch.Tensor:
         """The decoder's output layer weight (for adaptive GAN weighting)."""
-        if isinstance(self.decoder, ISTFTDecoder):
-            return self.decoder.last_layer
-        conv = self.decoder.layers[-1].conv
-        return conv.parametrizations.weight.original1 if hasattr(conv, "parametrizations") else conv.weight
+        return self.decoder.last_layer
 
     def _reference_weight(self) -> torch.Tensor:
         """A decoder parameter: the device and dtype inputs are moved to."""

@@ -96,6 +96,7 @@ class ISTFTDecoder(nn.Module):
 
     @property
     def last_layer(self) -> torch.Tensor:
+        """The head's weight, for adaptive GAN weighting."""
         return self.out.weight
 
 

@@ -183,6 +183,12 @@ class SEANetDecoder(_Stack):
         layers += [nn.ELU(), SConv1d(width, config.channels, config.last_kernel_size, **conv)]
         self.layers = nn.ModuleList(layers)
 
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The output conv's weight (its weight-norm direction when weight-normed), for adaptive GAN weighting."""
+        conv = self.layers[-1].conv
+        return conv.parametrizations.weight.original1 if hasattr(conv, "parametrizations") else conv.weight
+
 
 __all__ = [
     "SLSTM",
