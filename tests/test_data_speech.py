@@ -69,6 +69,8 @@ def test_write_speech_shards_round_trip(tmp_path: Path):
         meta = sample["meta"]
         assert meta["text"] == sample["text"] and meta["phonemes"] and meta["voice"] in spec.voices
         assert abs(meta["seconds"] - sample["audio"].shape[-1] / 8000) < 1e-3
+        assert len(meta["durations"]) == len(meta["phonemes"])                 # seconds per phoneme symbol
+        assert abs(sum(meta["durations"]) - meta["seconds"]) < 2e-3
     manifest = json.loads((tmp_path / "dataset.json").read_text())
     assert manifest["splits"]["train"]["sample_rate"] == 8000 and manifest["source"] == "espeak-ng"
 

@@ -13,11 +13,11 @@ from mmgen.conditioning.phonemes import (
     text_to_symbols,
     unsupported_characters,
 )
-from mmgen.errors import InvalidArgumentError
+from mmgen.errors import DataError, InvalidArgumentError
 from mmgen.models.speech_tts import SpeechTTS
 from mmgen.registry import create_model, load_pretrained
 from mmgen.sampling.rvq import rvq_training_mask
-from mmgen.training.tasks.speech import SpeechTTSModule, collate_speech
+from mmgen.training.tasks.speech import SpeechTTSModule, collate_speech, symbol_frames
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
@@ -168,3 +168,61 @@ def test_training_module_overfits_one_batch():
         losses.append(float(out.metrics["token_loss"]))
     assert sum(losses[-5:]) / 5 < min(1.5, 0.5 * sum(losses[:5]) / 5)          # well below log(8) = 2.08
     assert float(out.metrics["length_error"]) < 0.3
+
+
+# ------------------------------------------------------------------------------------------ duration alignment
+def test_frames_follow_the_symbol_spans():
+    """Frame f carries the state of the symbol whose (scaled) span covers it, plus its position code."""
+    model = _model(alignment="durations")
+    ids = torch.tensor([[1, 2, 3]])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    spans = torch.tensor([[2.0, 0.0, 6.0]])                              # symbol 2 (a stress mark) gets no frame
+    condition = model.encode_text(ids, mask, torch.tensor([0]), None, symbol_frames=spans)
+    assert condition.predicted_frames().tolist() == [8.0]
+    states = model.aligned_projection(condition.text_states)[0]
+    bound = float(model.frame_progress_scale.detach().abs()) * 1.0001            # |sin|, |cos| <= 1
+    for frames, first in ((8, 2), (16, 4)):                               # the spans stretch with the length
+        features = model._frame_features(condition, torch.tensor([frames]), frames)[0]
+        expected = torch.stack([states[0]] * first + [states[2]] * (frames - first))
+        assert (features - expected).abs().max() <= bound
+
+
+def test_duration_model_predicts_per_symbol_frames_and_learns_them():
+    torch.manual_seed(0)
+    model = create_model("tts-tiny", dim=64, num_heads=4, alignment="durations")
+    module = SpeechTTSModule(model, text_dropout=0.5, style_dropout=0.0, prompt_prob=0.0)
+    symbols = torch.randint(1, 20, (4, 8))
+    durations = (symbols % 3).float() * 2                                     # frames follow the symbol identity
+    tokens = torch.randint(0, 32, (4, 2, int(durations.sum(1).max())))
+    samples = [{"tokens": tokens[i, :, : int(durations[i].sum())], "symbols": symbols[i], "voice": 0,
+                "rate": 150.0, "durations": durations[i]} for i in range(4)]
+    batch = collate_speech(samples)
+    assert batch["durations"].shape == (4, 8)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    for step in range(150):
+        out = module(batch, step)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert float(out.metrics["length_loss"]) < 0.05 and float(out.metrics["length_error"]) < 0.1
+    condition = model.eval().encode_text(batch["symbols"], batch["symbol_mask"], batch["voice"], batch["rate"])
+    torch.testing.assert_close(condition.symbol_frames, batch["durations"], atol=0.5, rtol=0.1)
+
+
+def test_duration_model_refuses_batches_without_durations():
+    model = create_model("tts-tiny", alignment="durations")
+    module = SpeechTTSModule(model)
+    batch = collate_speech([{"tokens": torch.zeros(2, 6, dtype=torch.long), "symbols": torch.tensor([1, 2]),
+                             "voice": 0, "rate": 150.0}])
+    assert batch["durations"] is None
+    with pytest.raises(DataError, match="alignment=uniform"):
+        module(batch, 0)
+    with pytest.raises(InvalidArgumentError, match="alignment"):
+        create_model("tts-tiny", alignment="attention")
+
+
+def test_symbol_frames_scale_to_the_token_count_and_cut():
+    frames = symbol_frames([0.1, 0.0, 0.3], total_frames=20)
+    torch.testing.assert_close(frames, torch.tensor([5.0, 0.0, 15.0]))
+    cut = symbol_frames([0.1, 0.0, 0.3], total_frames=20, keep_frames=8)
+    torch.testing.assert_close(cut, torch.tensor([5.0, 0.0, 3.0]))

@@ -6,28 +6,26 @@ as one shard sample::
 
     {key}.wav   16-bit PCM (or .flac)
     {key}.txt   the sentence
-    {key}.json  {"text", "phonemes" (espeak-ng --ipa), "voice", "rate", "sample_rate", "seconds"}
+    {key}.json  {"text", "phonemes" (espeak-ng --ipa), "durations" (seconds per phoneme symbol), "voice", "rate",
+                 "sample_rate", "seconds"}
 
 The ``holdout`` split uses sentences that never occur in ``train`` (held-out *sentences*, not just recordings).
-espeak-ng runs in parallel subprocesses (it is a system package: ``apt-get install espeak-ng``; the Makefile
-installs it when missing).
+espeak-ng is a system package (``apt-get install espeak-ng``; the Makefile installs it when missing); the audio and
+the per-symbol durations come from its library (:mod:`mmgen.data.espeak_timing`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from mmgen.data.audio_io import decode_audio_bytes, encode_audio, resample
+from mmgen.data.audio_io import encode_audio, resample
 from mmgen.data.writer import ShardWriter
 from mmgen.errors import DataError, InvalidArgumentError
 
@@ -115,7 +113,11 @@ def espeak_binary() -> str:
 
 @dataclass
 class Utterance:
-    """One spoken sentence: ``wav`` float32 [T] at ``sample_rate``, its text, IPA phonemes, voice and rate."""
+    """One spoken sentence: ``wav`` float32 [T] at ``sample_rate``, its text, IPA phonemes, voice and rate.
+
+    ``durations``: seconds per character of ``phonemes`` (espeak-ng's own phoneme timings; they sum to the length
+    of ``wav``), or None when unknown.
+    """
 
     text: str
     phonemes: str
@@ -123,41 +125,50 @@ class Utterance:
     rate: int
     wav: torch.Tensor
     sample_rate: int
+    durations: list[float] | None = None
 
     @property
     def seconds(self) -> float:
         return self.wav.shape[-1] / self.sample_rate
 
     def meta(self) -> dict[str, object]:
-        return {"text": self.text, "phonemes": self.phonemes, "voice": self.voice, "rate": self.rate,
-                "sample_rate": self.sample_rate, "seconds": round(self.seconds, 4)}
+        meta: dict[str, object] = {"text": self.text, "phonemes": self.phonemes, "voice": self.voice,
+                                   "rate": self.rate, "sample_rate": self.sample_rate,
+                                   "seconds": round(self.seconds, 4)}
+        if self.durations is not None:
+            meta["durations"] = [round(d, 5) for d in self.durations]
+        return meta
 
 
 def speak(text: str, voice: str = "en-us", rate: int = 160, sample_rate: int | None = 16000) -> Utterance:
-    """Speak ``text`` with espeak-ng (one subprocess writes the WAV and prints the IPA phonemes).
+    """Speak ``text`` with espeak-ng: the waveform, its IPA phonemes and how long each phoneme symbol lasts.
+
+    The audio and the phoneme timings come from espeak-ng's library (:mod:`mmgen.data.espeak_timing`), the IPA
+    string from :func:`mmgen.conditioning.phonemes.phonemize`, exactly what a TTS model reads at inference.
 
     Args:
         voice: an espeak-ng voice, optionally with a variant (``en-gb+f3``).
         rate: words per minute (espeak-ng ``-s``).
         sample_rate: resample to this rate (``None``: keep espeak-ng's 22050 Hz).
     """
-    with tempfile.TemporaryDirectory(prefix="mmgen-espeak-") as tmp:
-        out = Path(tmp) / "speech.wav"
-        result = subprocess.run([espeak_binary(), "-v", voice, "-s", str(int(rate)), "--ipa", "-w", str(out), text],
-                                capture_output=True, text=True, timeout=60)
-        if result.returncode != 0 or not out.is_file():
-            raise DataError(f"espeak-ng failed for voice {voice!r}: {result.stderr.strip() or result.returncode}")
-        wav, rate_in = decode_audio_bytes(out.read_bytes(), f"espeak-ng output for {text[:40]!r}")
-    phonemes = " ".join(line.strip() for line in result.stdout.splitlines() if line.strip())
-    wav = wav.mean(0)
+    from mmgen.conditioning.phonemes import phonemize
+    from mmgen.data.espeak_timing import symbol_durations, synthesize
+
+    espeak_binary()
+    phonemes = phonemize(text, voice)
+    spoken = synthesize(text, voice, int(rate))
+    durations = symbol_durations(phonemes, spoken.events, len(spoken.wav), spoken.sample_rate)
+    wav = torch.from_numpy(spoken.wav)
     if sample_rate is not None:
-        wav = resample(wav, rate_in, sample_rate)
-    return Utterance(text, phonemes, voice, int(rate), wav.clamp(-1, 1), sample_rate or rate_in)
+        wav = resample(wav, spoken.sample_rate, sample_rate)
+    return Utterance(text, phonemes, voice, int(rate), wav.clamp(-1, 1), sample_rate or spoken.sample_rate,
+                     durations)
 
 
 def speak_many(jobs: Sequence[tuple[str, str, int]], sample_rate: int | None = 16000,
                workers: int | None = None) -> Iterator[Utterance]:
-    """Speak ``(text, voice, rate)`` jobs in parallel espeak-ng subprocesses; yields utterances in job order."""
+    """Speak ``(text, voice, rate)`` jobs; yields utterances in job order (phonemizing runs in parallel threads,
+    synthesis is serialised by espeak-ng's library)."""
     workers = workers or min(8, max(2, os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(lambda job: speak(job[0], job[1], job[2], sample_rate), jobs)

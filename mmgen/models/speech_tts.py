@@ -9,10 +9,15 @@ no decoding loop (that is :func:`mmgen.sampling.rvq.generate_levels`). Its parts
 * the **masked transformer** over frames: the q tokens of a frame are embedded (shared table + a level embedding)
   and summed, as in SoundStorm, so a step costs n tokens rather than q·n; each level gets its own output projection
   before the shared codebook head. It cross-attends to ``[style, text]`` (keys/values cached per prompt with
-  :meth:`SpeechTTS.project_context`). Every frame also gets the text state it would hold under uniform pacing and a
-  sin/cos code of its relative position in the utterance (the text states get the same code), so cross-attention
-  can learn the monotonic alignment quickly;
-* a **length predictor**: frames per symbol from the pooled text and style, so ``frames = L · exp(prediction)``.
+  :meth:`SpeechTTS.project_context`). Every frame also gets the text state of the symbol it falls in and a sin/cos
+  code of its relative position in the utterance (the text states get the same code);
+* **alignment** (``config.alignment``): with ``"durations"`` (FastSpeech-style) a duration predictor gives the
+  frames of every symbol, trained on the per-symbol durations of the data (``mmgen data speech`` writes espeak-ng's
+  own phoneme timings), and frame f holds the state of the symbol whose span covers it, so the transformer never
+  has to discover the alignment; with ``"uniform"`` (data without durations) a length predictor gives frames per
+  symbol from the pooled text and style, symbols are paced uniformly and cross-attention learns the rest.
+  Either way :attr:`SpeechCondition.symbol_frames` holds the frames of each symbol, and the spans are scaled to
+  the actual length of the grid (a forced duration, a prompt + continuation).
 
 Padding frames (batches of different lengths) are excluded from self-attention with a key-padding mask.
 """
@@ -60,10 +65,13 @@ class SpeechTTSConfig:
     voices: tuple[str, ...] = ()
     rate_center: float = 160.0
     rate_spread: float = 30.0
+    alignment: Literal["uniform", "durations"] = "uniform"
 
     def __post_init__(self) -> None:
         if self.text_kind not in ("phonemes", "characters"):
             raise InvalidArgumentError("text_kind", "'phonemes' or 'characters'", self.text_kind)
+        if self.alignment not in ("uniform", "durations"):
+            raise InvalidArgumentError("alignment", "'uniform' or 'durations'", self.alignment)
         if self.dim % self.num_heads or self.dim % 2:
             raise InvalidArgumentError("dim", f"an even multiple of num_heads={self.num_heads}", self.dim)
 
@@ -81,14 +89,18 @@ class SpeechCondition:
     Attributes:
         context: ``[B, 2 + L, dim]`` cross-attention states (voice, rate, then text); ``context_mask``: ``[B, 2 + L]``.
         text_states: ``[B, L, dim]``; ``text_mask``: ``[B, L]`` bool, True at real symbols of kept text.
-        log_frames_per_symbol: ``[B]`` the length predictor's output.
+        symbol_frames: float ``[B, L]``, frames of each symbol (0 at padding): the data's durations in training,
+            else the model's prediction. Frames are assigned to symbols by these spans.
+        log_duration: float ``[B, L]``, the duration predictor's ``log(1 + frames)`` per symbol (``"durations"``
+            models; a copy of the uniform prediction otherwise), for the duration loss.
     """
 
     context: Tensor
     context_mask: Tensor
     text_states: Tensor
     text_mask: Tensor
-    log_frames_per_symbol: Tensor
+    symbol_frames: Tensor
+    log_duration: Tensor
 
     @property
     def num_symbols(self) -> Tensor:
@@ -96,15 +108,15 @@ class SpeechCondition:
         return self.text_mask.sum(dim=1)
 
     def predicted_frames(self) -> Tensor:
-        """Float ``[B]``: the predicted number of frames for the whole text."""
-        return self.num_symbols.float() * self.log_frames_per_symbol.float().exp()
+        """Float ``[B]``: the number of frames of the whole text (the sum of the symbol spans)."""
+        return self.symbol_frames.float().sum(dim=1)
 
     def without_text(self) -> SpeechCondition:
         """The same style (voice, rate) with the text hidden: the unconditional branch of guidance."""
         context_mask = self.context_mask.clone()
         context_mask[:, 2:] = False
         return SpeechCondition(self.context, context_mask, self.text_states, torch.zeros_like(self.text_mask),
-                               self.log_frames_per_symbol)
+                               torch.zeros_like(self.symbol_frames), self.log_duration)
 
     def stack(self, other: SpeechCondition) -> SpeechCondition:
         """Both conditions along the batch (``self`` first), for one batched forward."""
@@ -138,9 +150,11 @@ class SpeechTTS(PretrainedModel):
         self.unknown_rate = nn.Parameter(torch.zeros(c.dim))
         self.aligned_projection = nn.Linear(c.dim, c.dim)
         self.frame_progress_scale = nn.Parameter(torch.tensor(0.02))
-        self.length_head = nn.Sequential(nn.Linear(2 * c.dim, c.dim), nn.SiLU(), nn.Linear(c.dim, 1))
+        # "uniform": frames per symbol from pooled text + style; "durations": log(1 + frames) of every symbol
+        width = 2 * c.dim if c.alignment == "uniform" else c.dim
+        self.length_head = nn.Sequential(nn.Linear(width, c.dim), nn.SiLU(), nn.Linear(c.dim, 1))
         nn.init.zeros_(self.length_head[2].weight)
-        nn.init.constant_(self.length_head[2].bias, math.log(4.0))  # ~4 frames per phoneme at 50 Hz
+        nn.init.constant_(self.length_head[2].bias, math.log(4.0 if c.alignment == "uniform" else 3.0))
         self.level_embedding = nn.Parameter(torch.randn(c.num_levels, c.dim) * 0.02)
         self.level_projection = nn.Linear(c.dim, c.num_levels * c.dim)
         self.transformer = MaskedTransformer(c.transformer_config())
@@ -174,11 +188,12 @@ class SpeechTTS(PretrainedModel):
         return voice, torch.where(rates.isnan()[:, None], self.unknown_rate.to(rate.dtype).expand_as(rate), rate)
 
     def encode_text(self, symbol_ids: Tensor, symbol_mask: Tensor, voice_ids: Tensor, rates: Tensor | None = None,
-                    drop_text: Tensor | None = None) -> SpeechCondition:
+                    drop_text: Tensor | None = None, symbol_frames: Tensor | None = None) -> SpeechCondition:
         """Encode ``symbol_ids [B, L]`` (mask ``[B, L]``), ``voice_ids [B]``, ``rates [B]`` (wpm, NaN = unknown).
 
         ``drop_text [B]`` (bool) hides the text of some samples (classifier-free guidance, unconditional
-        continuation): only the style tokens stay visible to the transformer.
+        continuation): only the style tokens stay visible to the transformer. ``symbol_frames [B, L]`` (float, the
+        data's durations in frames) replaces the predicted spans (training with ``alignment="durations"``).
         """
         batch, length = symbol_ids.shape
         lengths = symbol_mask.sum(dim=1).clamp(min=1)
@@ -191,11 +206,22 @@ class SpeechTTS(PretrainedModel):
         states = self.encoder_norm(x) + progress_embedding(fraction, self.config.dim).to(x.dtype)
         text_mask = symbol_mask if drop_text is None else symbol_mask & ~drop_text.to(symbol_mask.device)[:, None]
         voice, rate = self._style(voice_ids, rates)
-        pooled = (states * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)
-        log_fps = self.length_head(torch.cat([pooled, voice + rate], dim=-1))[:, 0]
+        log_duration = self._log_durations(states, symbol_mask, text_mask, voice + rate)
+        predicted = (log_duration.float().exp() - (1.0 if self.config.alignment == "durations" else 0.0)).clamp(min=0)
+        frames = (predicted if symbol_frames is None else symbol_frames.float()) * text_mask
         context = torch.cat([voice[:, None], rate[:, None].to(voice.dtype), states.to(voice.dtype)], dim=1)
         style_mask = torch.ones(batch, 2, dtype=torch.bool, device=x.device)
-        return SpeechCondition(context, torch.cat([style_mask, text_mask], dim=1), states, text_mask, log_fps)
+        return SpeechCondition(context, torch.cat([style_mask, text_mask], dim=1), states, text_mask, frames,
+                               log_duration.float())
+
+    def _log_durations(self, states: Tensor, symbol_mask: Tensor, text_mask: Tensor, style: Tensor) -> Tensor:
+        """``[B, L]``: ``log(1 + frames)`` per symbol ("durations"), or log frames per symbol of the pooled text
+        repeated over the symbols ("uniform")."""
+        if self.config.alignment == "durations":
+            return self.length_head(states + style[:, None].to(states.dtype))[..., 0]
+        pooled = (states * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)
+        log_fps = self.length_head(torch.cat([pooled, style], dim=-1))
+        return log_fps.expand(-1, states.shape[1])
 
     def project_context(self, condition: SpeechCondition) -> ContextKV:
         """Per-block cross-attention keys/values of the condition: compute once per prompt, pass as context_kv."""
@@ -203,10 +229,15 @@ class SpeechTTS(PretrainedModel):
 
     # ------------------------------------------------------------------------------------------ the frames
     def _frame_features(self, condition: SpeechCondition, lengths: Tensor, num_frames: int) -> Tensor:
-        """``[B, n, dim]``: the uniformly paced text state of each frame + its relative-position code."""
+        """``[B, n, dim]``: the text state of the symbol each frame falls in + the frame's relative-position code.
+
+        The symbol spans (:attr:`SpeechCondition.symbol_frames`) are scaled to ``lengths`` frames.
+        """
         fraction = (torch.arange(num_frames, device=lengths.device)[None, :] + 0.5) / lengths.clamp(min=1)[:, None]
         symbols = condition.text_mask.sum(1)
-        index = (fraction * symbols[:, None]).floor().long().clamp(min=0)
+        ends = condition.symbol_frames.float().cumsum(1)
+        ends = ends / ends[:, -1:].clamp(min=1e-6)                                     # [B, L] span ends in (0, 1]
+        index = torch.searchsorted(ends.contiguous(), fraction.contiguous(), right=True)
         index = torch.minimum(index, (symbols - 1).clamp(min=0)[:, None])
         aligned = condition.text_states.gather(1, index[..., None].expand(-1, -1, condition.text_states.shape[-1]))
         aligned = self.aligned_projection(aligned) * (symbols > 0)[:, None, None]

@@ -6,7 +6,10 @@ the frozen ``--audio-tokenizer`` into ``RUN/tokens/`` (``tokens.npy`` ``[q, n]``
 training split and are saved in the model's config. Each step picks an RVQ level per sample (coarser levels
 visible, finer ones masked), keeps a random prompt prefix visible for a fraction of samples (voice prompts and
 continuation), drops text/voice/rate now and then (guidance, unconditional continuation, unknown voices) and trains
-the length predictor on the true frame counts. At the end ``RUN/pipeline`` is a ready speech pipeline.
+the length predictor on the true frame counts. When every utterance has per-symbol durations (espeak-ng data) the
+model aligns frames to phonemes by them (``alignment=durations``, FastSpeech-style), else it paces symbols
+uniformly and learns the alignment by cross-attention (``alignment=uniform``). At the end ``RUN/pipeline`` is a
+ready speech pipeline.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from mmgen.conditioning.phonemes import SymbolVocabulary, default_text_kind, tex
 from mmgen.data import ShardStream, expand_shards, iter_raw_samples
 from mmgen.data.writer import ShardWriter
 from mmgen.errors import DataError, InvalidArgumentError
-from mmgen.models.speech_tts import SpeechTTS
+from mmgen.models.speech_tts import SpeechCondition, SpeechTTS
 from mmgen.registry import create_model, get_config
 from mmgen.sampling.rvq import rvq_training_mask
 from mmgen.training.task import LossOutput, TrainTask
@@ -43,12 +46,32 @@ def _symbols_of(meta: dict[str, Any], text_kind: str) -> str:
     return text_to_symbols(str(meta["text"]), text_kind, meta.get("voice"))  # type: ignore[arg-type]
 
 
+def _durations_of(meta: dict[str, Any], symbols: str) -> list[float] | None:
+    """The sample's seconds per symbol when it has them for exactly these symbols (espeak-ng phoneme data)."""
+    durations = meta.get("durations")
+    if meta.get("phonemes") != symbols or not isinstance(durations, list) or len(durations) != len(symbols):
+        return None
+    return [float(d) for d in durations]
+
+
+def symbol_frames(seconds: list[float], total_frames: int, keep_frames: int | None = None) -> torch.Tensor:
+    """Float ``[L]`` frames per symbol: ``seconds`` scaled to sum to ``total_frames``, then cut after
+    ``keep_frames`` (symbols past the cut get 0)."""
+    frames = torch.tensor(seconds, dtype=torch.float32).clamp(min=0)
+    frames = frames * (total_frames / float(frames.sum().clamp(min=1e-9)))
+    if keep_frames is not None and keep_frames < total_frames:
+        ends = frames.cumsum(0).clamp(max=keep_frames)
+        frames = torch.diff(ends, prepend=ends.new_zeros(1))
+    return frames
+
+
 def pretokenize_speech(codec: Any, data: str, out_dir: str | Path, *, levels: int, text_kind: str,
                        splits: tuple[str, ...] = ("train", "holdout")) -> dict[str, Any]:
     """Encode every utterance of ``data`` into ``out_dir/{split}-*.tar`` and write ``out_dir/speech_tokens.json``.
 
-    Returns the summary written there: ``{"text_kind", "symbols", "voices", "rates", "levels", "counts"}`` (symbols
-    and voices from the train split).
+    Returns the summary written there: ``{"text_kind", "symbols", "voices", "rates", "levels", "counts",
+    "durations"}`` (symbols and voices from the train split; ``durations``: train utterances with per-symbol
+    durations).
     """
     from tqdm.auto import tqdm
 
@@ -59,6 +82,7 @@ def pretokenize_speech(codec: Any, data: str, out_dir: str | Path, *, levels: in
     voices: set[str] = set()
     rates: list[float] = []
     counts: dict[str, int] = {}
+    timed = 0
     for split in splits:
         if Path(data).is_dir():
             shards = expand_shards(data, split=split) if any(Path(data).glob(f"{split}-*.tar")) else []
@@ -81,8 +105,12 @@ def pretokenize_speech(codec: Any, data: str, out_dir: str | Path, *, levels: in
                 np.save(buffer, tokens.astype(np.int16), allow_pickle=False)
                 record = {"text": meta["text"], "symbols": _symbols_of(meta, text_kind), "voice": meta.get("voice"),
                           "rate": meta.get("rate"), "seconds": meta.get("seconds")}
+                durations = _durations_of(meta, record["symbols"])
+                if durations is not None:
+                    record["durations"] = durations
                 writer.write(raw["__key__"], {TOKENS_MEMBER: buffer.getvalue(), "json": record})
                 if split == "train":
+                    timed += durations is not None
                     symbols.update(record["symbols"])
                     voices.update([record["voice"]] if record["voice"] else [])
                     rates.extend([float(record["rate"])] if record["rate"] else [])
@@ -90,7 +118,8 @@ def pretokenize_speech(codec: Any, data: str, out_dir: str | Path, *, levels: in
     if not counts.get("train"):
         raise DataError(f"{data}: no training utterances with audio and a .json (text) found")
     summary = {"text_kind": text_kind, "symbols": sorted(symbols), "voices": sorted(voices),
-               "rates": [min(rates), max(rates)] if rates else None, "levels": levels, "counts": counts}
+               "rates": [min(rates), max(rates)] if rates else None, "levels": levels, "counts": counts,
+               "durations": timed}
     (out_dir / VOCAB_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
@@ -106,7 +135,8 @@ def _split_size(data: str, split: str) -> int | None:
 
 # ------------------------------------------------------------------------------------------------ batches
 class SpeechTokenDecoder:
-    """Raw pre-tokenized sample → ``{"tokens": Long [q, n], "symbols": Long [L], "voice": int, "rate": float}``."""
+    """Raw pre-tokenized sample → ``{"tokens": Long [q, n], "symbols": Long [L], "voice": int, "rate": float,
+    "durations": float [L] frames per symbol or None}``."""
 
     def __init__(self, symbols: tuple[str, ...], voices: tuple[str, ...], levels: int, max_frames: int):
         self.vocabulary = SymbolVocabulary(symbols)
@@ -115,17 +145,22 @@ class SpeechTokenDecoder:
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
         if TOKENS_MEMBER not in raw or "json" not in raw:
             raise ValueError(f"sample {raw.get('__key__')!r} lacks {TOKENS_MEMBER} or .json (not pre-tokenized)")
-        tokens = np.load(io.BytesIO(raw[TOKENS_MEMBER]), allow_pickle=False)[: self.levels, : self.max_frames]
+        tokens = np.load(io.BytesIO(raw[TOKENS_MEMBER]), allow_pickle=False)
+        frames = tokens.shape[-1]
+        tokens = tokens[: self.levels, : self.max_frames]
         meta = json.loads(raw["json"])
         voice = meta.get("voice")
+        seconds = meta.get("durations")
+        durations = symbol_frames(seconds, frames, self.max_frames) if seconds else None
         return {"tokens": torch.from_numpy(tokens.astype(np.int64)),
                 "symbols": torch.tensor(self.vocabulary.encode(meta["symbols"])),
                 "voice": self.voices.index(voice) if voice in self.voices else len(self.voices),
-                "rate": float(meta["rate"]) if meta.get("rate") else float("nan")}
+                "rate": float(meta["rate"]) if meta.get("rate") else float("nan"), "durations": durations}
 
 
 def collate_speech(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pad a list of decoded samples: tokens ``[B, q, n]`` + ``lengths``, ``symbols [B, L]`` + ``symbol_mask``."""
+    """Pad a list of decoded samples: tokens ``[B, q, n]`` + ``lengths``, ``symbols [B, L]`` + ``symbol_mask``,
+    ``durations [B, L]`` (frames per symbol; None unless every sample has them)."""
     frames = max(s["tokens"].shape[-1] for s in samples)
     width = max(s["symbols"].shape[0] for s in samples)
     levels = samples[0]["tokens"].shape[0]
@@ -134,15 +169,24 @@ def collate_speech(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for row, sample in enumerate(samples):
         tokens[row, :, : sample["tokens"].shape[-1]] = sample["tokens"]
         symbols[row, : sample["symbols"].shape[0]] = sample["symbols"]
+    durations = None
+    if all(s.get("durations") is not None for s in samples):
+        durations = torch.zeros(len(samples), width)
+        for row, sample in enumerate(samples):
+            durations[row, : sample["durations"].shape[0]] = sample["durations"]
     return {"tokens": tokens, "lengths": torch.tensor([s["tokens"].shape[-1] for s in samples]),
-            "symbols": symbols, "symbol_mask": symbols != 0,
+            "symbols": symbols, "symbol_mask": symbols != 0, "durations": durations,
             "voice": torch.tensor([s["voice"] for s in samples]),
             "rate": torch.tensor([s["rate"] for s in samples], dtype=torch.float32)}
 
 
 # ------------------------------------------------------------------------------------------- training step
 class SpeechTTSModule(nn.Module):
-    """One step: text/style dropout, SoundStorm level mask with random prompt prefixes, CE + length loss."""
+    """One step: text/style dropout, SoundStorm level mask with random prompt prefixes, CE + length loss.
+
+    ``alignment="durations"`` models align frames to symbols by the data's durations (``batch["durations"]``) and
+    learn to predict them (MSE of ``log(1 + frames)`` per symbol); ``"uniform"`` ones learn frames per symbol.
+    """
 
     def __init__(self, model: SpeechTTS, *, text_dropout: float = 0.1, style_dropout: float = 0.2,
                  prompt_prob: float = 0.3, level_weights: list[float] | None = None, length_weight: float = 1.0,
@@ -162,7 +206,12 @@ class SpeechTTSModule(nn.Module):
         drop_text = self._drop(size, self.text_dropout, device)
         voice = torch.where(self._drop(size, self.style_dropout, device), self.model.unknown_voice, batch["voice"])
         rate = batch["rate"].masked_fill(self._drop(size, self.style_dropout, device), float("nan"))
-        condition = self.model.encode_text(batch["symbols"], batch["symbol_mask"], voice, rate, drop_text)
+        durations = batch.get("durations") if self.model.config.alignment == "durations" else None
+        if self.model.config.alignment == "durations" and durations is None:
+            raise DataError("alignment='durations' needs per-symbol durations in every sample (mmgen data speech "
+                            "writes them); train on this data with alignment=uniform")
+        condition = self.model.encode_text(batch["symbols"], batch["symbol_mask"], voice, rate, drop_text,
+                                           symbol_frames=durations)
         prompt_share = torch.rand(size, device=device) * 0.4 + 0.1
         prompt = torch.where(self._drop(size, self.prompt_prob, device), (prompt_share * lengths).long(), 0)
         masked = rvq_training_mask(tokens, self.model.mask_id, lengths=lengths, prompt_frames=prompt,
@@ -171,18 +220,34 @@ class SpeechTTSModule(nn.Module):
         where = masked.loss_mask.reshape(size, -1)
         picked, targets = logits[where].float(), tokens[masked.loss_mask]
         token_loss = F.cross_entropy(picked, targets, label_smoothing=self.label_smoothing)
-        keep = ~drop_text
-        log_ratio = (condition.num_symbols.float().clamp(min=1).log() + condition.log_frames_per_symbol.float()
-                     - lengths.float().log())[keep]
-        length_loss = log_ratio.pow(2).mean() if keep.any() else token_loss.new_zeros(())
+        length_loss, length_error = self._length_loss(condition, batch, ~drop_text)
         correct = (picked.argmax(-1) == targets).float()
         level_of = masked.levels[:, None, None].expand_as(masked.loss_mask)[masked.loss_mask]
         metrics = {"token_loss": token_loss.detach(), "length_loss": length_loss.detach(),
-                   "masked_accuracy": correct.mean().detach(),
-                   "length_error": log_ratio.detach().exp().sub(1).abs().mean() if keep.any() else 0.0}
+                   "masked_accuracy": correct.mean().detach(), "length_error": length_error}
         if bool((level_of == 0).any()):
             metrics["level0_accuracy"] = correct[level_of == 0].mean().detach()
         return LossOutput(token_loss + self.length_weight * length_loss, metrics, num_samples=size)
+
+    def _length_loss(self, condition: SpeechCondition, batch: dict[str, Any],
+                     keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """(loss, mean relative error of the predicted total length).
+
+        Durations: MSE of ``log(1 + frames)`` over every real symbol (the prediction never sees the text dropout).
+        Uniform: squared log ratio of predicted to true length over the samples that kept their text.
+        """
+        lengths = batch["lengths"].float()
+        if self.model.config.alignment == "durations":
+            mask = batch["symbol_mask"]
+            target = batch["durations"].float().log1p()
+            loss = (condition.log_duration - target).pow(2)[mask].mean()
+            predicted = ((condition.log_duration.detach().exp() - 1).clamp(min=0) * mask).sum(1)
+            return loss, (predicted / lengths - 1).abs().mean()
+        if not bool(keep.any()):
+            return condition.log_duration.new_zeros(()), 0.0
+        log_ratio = (condition.num_symbols.float().clamp(min=1).log() + condition.log_duration[:, 0]
+                     - lengths.log())[keep]
+        return log_ratio.pow(2).mean(), log_ratio.detach().exp().sub(1).abs().mean()
 
 
 # ----------------------------------------------------------------------------------------------------- the task
@@ -209,8 +274,19 @@ class SpeechTask(TrainTask):
         if self.summary.get("rates"):
             low, high = self.summary["rates"]
             fitted.update(rate_center=(low + high) / 2, rate_spread=max(1.0, (high - low) / 2))
+        fitted["alignment"] = self._alignment(overrides.get("alignment"))
         self.overrides = {**overrides, **fitted}
         self.config = get_config(self.model_name, **self.overrides)
+
+    def _alignment(self, asked: str | None) -> str:
+        """``alignment=`` as asked, else ``"durations"`` when every training utterance has per-symbol durations."""
+        timed, total = int(self.summary.get("durations") or 0), int(self.summary["counts"].get("train", 0))
+        if asked is None:
+            return "durations" if total and timed == total else "uniform"
+        if asked == "durations" and timed < total:
+            raise InvalidArgumentError("alignment", "'uniform' for this data: only "
+                                       f"{timed} of {total} training utterances have per-symbol durations", asked)
+        return asked
 
     def _tokens(self, args: argparse.Namespace, levels: int) -> tuple[Path, dict[str, Any]]:
         """Pre-tokenized shards: ``--data`` itself when it holds tokens.npy, else ``RUN/tokens`` (made once)."""
