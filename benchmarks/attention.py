@@ -1,4 +1,5 @@
-"""Attention backends side by side: time and peak memory of math vs sdpa (plus xformers on CUDA) in one run.
+"""Attention backends side by side: time and peak memory of math vs sdpa (plus matmul for bf16/fp16 on CPU, xformers
+on CUDA) in one run.
 
     python benchmarks/attention.py [--lengths 256 1024 4096] [--heads 8] [--dim 64] [--batch 1]
                                    [--dtype fp32|bf16] [--backward] [--device cpu|cuda] [--budget 3]
@@ -174,11 +175,19 @@ def print_table(rows: list[dict]) -> None:
         base, sdpa = (next(r for r in rows if r["L"] == length and r["backend"] == b) for b in ("math", "sdpa"))
         print(f"L={length}: {base['ms'] / sdpa['ms']:.2f}x", end="  ")
     print()
+    if any(r["backend"] == "matmul" for r in rows):
+        print("matmul/sdpa speed ratio (sdpa time / matmul time): ", end="")
+        for length in dict.fromkeys(r["L"] for r in rows):
+            sdpa, matmul = (next(r for r in rows if r["L"] == length and r["backend"] == b) for b in ("sdpa", "matmul"))
+            print(f"L={length}: {sdpa['ms'] / matmul['ms']:.2f}x", end="  ")
+        print()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     backends = ["math", "sdpa"]
+    if args.device == "cpu" and args.dtype != "fp32":
+        backends.append("matmul")
     if args.device == "cuda" and args.dtype != "fp32" and "xformers" in available_backends():
         backends.append("xformers")
     mode = "forward+backward" if args.backward else "forward"

@@ -20,7 +20,7 @@ from mmgen.nn import (
 )
 from mmgen.nn.attention import attention
 
-CPU_BACKENDS = ["math", "sdpa", "auto"]
+CPU_BACKENDS = ["math", "sdpa", "matmul", "auto"]
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
@@ -167,7 +167,7 @@ def test_cpu_use_never_imports_xformers() -> None:
 
 def test_available_backends() -> None:
     names = available_backends()
-    assert names[:3] == ["auto", "sdpa", "math"]
+    assert names[:4] == ["auto", "sdpa", "math", "matmul"]
     assert ("xformers" in names) <= torch.cuda.is_available()
 
 
@@ -278,3 +278,18 @@ def test_xformers_fully_masked_rows_and_backward_on_cuda() -> None:
     assert not out.isnan().any() and (out[1] == 0).all()
     out.float().sum().backward()
     assert all(not t.grad.isnan().any() for t in (q, k, v))
+
+
+def test_auto_runs_matmul_for_short_low_precision_cpu_attention() -> None:
+    q = torch.randn(2, 4, 64, 16, dtype=torch.bfloat16)
+    assert resolve_backend(q, "auto") == "matmul"                       # CPU bf16, small score matrix
+    assert resolve_backend(q.float(), "auto") == "sdpa"                 # fp32 keeps sdpa
+    assert resolve_backend(q, "auto", keys=attn_mod.MATMUL_MAX_SCORES) == "sdpa"   # long sequences: flash kernel
+    k, v = torch.randn(2, 4, 9, 16, dtype=torch.bfloat16), torch.randn(2, 4, 9, 16, dtype=torch.bfloat16)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 5:] = False
+    mask[0] = False                                                     # a fully masked row stays zero, no NaN
+    reference = attention(q.float(), k.float(), v.float(), key_padding_mask=mask, backend="math")
+    out = attention(q, k, v, key_padding_mask=mask, backend="auto")
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all() and out[0].abs().max() == 0
+    torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=2e-2)

@@ -141,9 +141,9 @@ def symbol_durations(ipa: str, events: Sequence[PhonemeEvent], num_samples: int,
 
     Each event's phoneme (``"oʊ"``, ``"t"``) is found in ``ipa`` in order, skipping only :data:`MARKS`; its time
     (until the next event) is shared equally by its characters. The silence before the first phoneme goes to
-    the first one, a final pause to the last one. A phoneme espeak-ng merged into the one before it (it starts
-    where the next begins, as a post-vocalic l or r) shares that one's time. Characters no event covers (stress marks, gaps without a pause) get 0.
-    A pause between words goes to the gap (the space) before the next word, or else to the phoneme before it.
+    the first one, a final pause to the last one, a pause between words to the gap (the space) before the next
+    word. A phoneme espeak-ng merged into the one before it (it starts where the next begins, as a post-vocalic
+    l or r) shares that one's time. Characters no event covers (stress marks, gaps without a pause) get 0.
 
     Raises:
         DataError: an event's phoneme does not occur where expected (the two phoneme strings disagree).
