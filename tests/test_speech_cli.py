@@ -136,7 +136,7 @@ def test_cli_speak_inpaint_continue(pipe_dir, clip, tmp_path, capsys):
                  "--out", str(edited)]) == 2
 
 
-def _noise_speech_shards(folder, split: str, count: int) -> None:
+def _noise_speech_shards(folder, split: str, count: int, timed: bool = False) -> None:
     """Fake "speech": seeded noise clips with a sentence and rate/voice metadata (no espeak-ng needed)."""
     rng = np.random.default_rng(0)
     with ShardWriter(folder, split, 100) as writer:
@@ -145,6 +145,8 @@ def _noise_speech_shards(folder, split: str, count: int) -> None:
             wav = torch.from_numpy(rng.uniform(-0.3, 0.3, 4000 + 800 * index).astype(np.float32))
             meta = {"text": text, "phonemes": None, "voice": ["en-us", "en-gb"][index % 2], "rate": 150 + index,
                     "sample_rate": 16000, "seconds": len(wav) / 16000}
+            if timed:  # stand-in "phonemes" (the text) with per-symbol durations, as `mmgen data speech` writes
+                meta.update(phonemes=text, durations=[meta["seconds"] / len(text)] * len(text))
             writer.write(None, {"wav": encode_audio(wav, 16000), "txt": text, "json": meta})
 
 
@@ -167,6 +169,29 @@ def test_train_speech_cli_smoke(tmp_path, capsys):
     pipe = load_pipeline(run / "pipeline")
     assert pipe.transformer.config.symbols == tuple(summary["symbols"]) and pipe.num_levels == 2
     assert pipe.transformer.config.rate_center == 152.5
+
+
+def test_train_speech_aligns_by_durations_when_the_data_has_them(tmp_path, capsys):
+    data, plain, codec_dir = tmp_path / "data", tmp_path / "plain", tmp_path / "codec"
+    _noise_speech_shards(data, "train", 6, timed=True)
+    _noise_speech_shards(data, "holdout", 2, timed=True)
+    _noise_speech_shards(plain, "train", 4)
+    torch.manual_seed(0)
+    create_model("audio-codec-tiny").save_pretrained(codec_dir)
+    common = ["--audio-tokenizer", str(codec_dir), "--model", "tts-tiny", "--text-kind", "phonemes", "steps=3",
+              "batch_size=3", "eval_every=3", "log_every=1", "progress=false", "max_frames=64"]
+    assert main(["train", "speech", "--data", str(data), "--out", str(tmp_path / "run"), *common]) == 0
+    summary = json.loads((tmp_path / "run" / "tokens" / "speech_tokens.json").read_text())
+    assert summary["durations"] == 6
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(m["length_loss"]) for m in metrics if "length_loss" in m)
+    pipe = load_pipeline(tmp_path / "run" / "pipeline")
+    assert pipe.transformer.config.alignment == "durations"
+    capsys.readouterr()
+    assert main(["train", "speech", "--data", str(plain), "--out", str(tmp_path / "run2"), *common,
+                 "alignment=durations"]) == 2
+    err = capsys.readouterr().err
+    assert "alignment" in err and "0 of 4" in err and "Traceback" not in err
 
 
 def test_pipeline_can_reference_a_shared_codec_folder(pipe, tmp_path):
