@@ -8,9 +8,10 @@ batch 1, classifier-free guidance 10 (aMUSEd's default: cond + uncond in one bat
 image are medians over ``--repeats`` round-robin rounds (after one warm-up round), and each setting's time is
 split into text encoder / transformer (all steps) / VQ decode / the rest (sampling, glue).
 
-Settings: ``fp32``; ``bf16-autocast`` (the whole call under ``torch.autocast("cpu", bfloat16)``, the switch
-diffusers' pipeline offers; for mmgen, the pipeline's ``autocast="bf16"`` on the transformer only); diffusers
-``bf16-autocast-cl`` adds channels_last conv weights to the VQ; mmgen ``bf16`` is its per-component policy:
+Settings: ``fp32``; ``bf16-autocast`` (the whole call under ``torch.autocast("cpu", bfloat16)``; for mmgen, the
+pipeline's ``autocast="bf16"`` on the transformer only); diffusers ``bf16-autocast-cl`` adds channels_last conv
+weights to the VQ; diffusers ``bf16`` holds every component in bf16 (what ``from_pretrained(...,
+torch_dtype=torch.bfloat16)`` gives: no per-call weight casts); mmgen ``bf16`` is its per-component policy:
 transformer weights stored in bf16 (no per-call weight casts) under autocast, text encoder fp32, VQ decoder in bf16
 and channels_last (measured: 2-3x faster than fp32 or plain autocast on this CPU); ``bf16-fp32vq`` keeps the VQ
 decoder in fp32. Ratios are against the fastest diffusers setting in the run.
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PROMPT = "a photograph of a red fox sitting in fresh snow, golden hour"
 COMPONENTS = ("text", "transformer", "vq decode")
 Case = tuple[Callable[..., None], "Timers"]
-DIFFUSERS_SETTINGS = {"all": ("fp32", "bf16-autocast", "bf16-autocast-cl"), "best": ("bf16-autocast",)}
+DIFFUSERS_SETTINGS = {"all": ("fp32", "bf16-autocast", "bf16-autocast-cl", "bf16"), "best": ("bf16-autocast", "bf16")}
 MMGEN_SETTINGS = {"all": ("fp32", "bf16-autocast", "bf16-fp32vq", "bf16"), "best": ("bf16",)}
 
 
@@ -111,17 +112,22 @@ def own_components(pipe: Any, names: tuple[str, ...]) -> Any:
 
 
 def diffusers_case(pipe: Any, steps: int, setting: str) -> Case:
-    """``fp32``, ``bf16-autocast`` or ``bf16-autocast-cl`` (also every conv weight in channels_last)."""
+    """``fp32``, ``bf16-autocast``, ``bf16-autocast-cl`` (also every conv weight in channels_last) or ``bf16``
+    (every component's weights in bf16, no autocast)."""
     pipe = own_components(pipe, ("text_encoder", "transformer", "vqvae"))
     if setting.endswith("-cl"):
         pipe.vqvae = copy.deepcopy(pipe.vqvae).to(memory_format=torch.channels_last)
+    if setting == "bf16":
+        for name in ("text_encoder", "transformer", "vqvae"):
+            setattr(pipe, name, copy.deepcopy(getattr(pipe, name)).to(torch.bfloat16))
     timers = Timers()
     timers.wrap(pipe.text_encoder, "forward", "text")
     timers.wrap(pipe.transformer, "forward", "transformer")
     timers.wrap(pipe.vqvae, "decode", "vq decode")
 
     def call(steps: int = steps) -> None:
-        context = torch.autocast("cpu", dtype=torch.bfloat16) if setting != "fp32" else contextlib.nullcontext()
+        autocast = setting.startswith("bf16-autocast")
+        context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         with context:
             pipe(PROMPT, num_inference_steps=steps, guidance_scale=10.0, generator=torch.Generator().manual_seed(0))
 
