@@ -18,7 +18,7 @@ from torch import nn
 from mmgen.conditioning import TextEncoder, load_text_encoder
 from mmgen.conditioning.base import PromptCache
 from mmgen.data import read_samples
-from mmgen.errors import DataError, InvalidArgumentError
+from mmgen.errors import DataError, InvalidArgumentError, check_positive_int
 from mmgen.models.masked_transformer import MaskedTransformer
 from mmgen.training.tasks.maskgit import MaskGITModule, MaskGITTask, decode_image_or_tokens
 
@@ -27,9 +27,9 @@ class MuseModule(MaskGITModule):
     """MaskGIT's training step with text conditioning; the text encoder is frozen and kept out of the parameters."""
 
     def __init__(self, transformer: MaskedTransformer, image_tokenizer: nn.Module | None, text_encoder: TextEncoder,
-                 **kwargs: Any):
+                 *, prompt_cache: int = 20000, **kwargs: Any):
         super().__init__(transformer, image_tokenizer, **kwargs)
-        self._prompts = [PromptCache(text_encoder, max_prompts=20000)]  # frozen; outside the parameters
+        self._prompts = [PromptCache(text_encoder, max_prompts=prompt_cache)]  # frozen; outside the parameters
 
     def captions(self, batch: dict[str, Any]) -> list[str]:
         texts = batch.get("text")
@@ -55,8 +55,9 @@ class MuseTask(MaskGITTask):
     name = "muse"
 
     def __init__(self, data: str, tokenizer_dir: str | None, text_encoder: str, model_name: str,
-                 overrides: dict[str, Any], batch_size: int, *, judge: str | None = None, **kwargs: Any):
-        self.text_encoder_spec = text_encoder
+                 overrides: dict[str, Any], batch_size: int, *, judge: str | None = None, prompt_cache: int = 20000,
+                 **kwargs: Any):
+        self.text_encoder_spec, self.prompt_cache = text_encoder, check_positive_int("--prompt-cache", prompt_cache)
         self.text_encoder = load_text_encoder(text_encoder)
         fitted = {"context_dim": self.text_encoder.hidden_size, "pooled_dim": self.text_encoder.pooled_size}
         for key, value in fitted.items():
@@ -78,7 +79,7 @@ class MuseTask(MaskGITTask):
         from mmgen.registry import create_model
 
         return MuseModule(create_model(self.model_name, **self.overrides), self.image_tokenizer, self.text_encoder,
-                          schedule=self.schedule, cond_dropout=self.cond_dropout)
+                          schedule=self.schedule, cond_dropout=self.cond_dropout, prompt_cache=self.prompt_cache)
 
     def _pipeline(self, model: nn.Module) -> Any:
         from mmgen.pipelines.maskgit import SamplingOptions
@@ -128,9 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge", help="attribute judge folder: report prompt accuracy of samples at eval_every")
     parser.add_argument("--sample-steps", type=int, default=12, help="decoding steps for samples during training")
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance scale for samples during training")
+    parser.add_argument("--prompt-cache", type=int, default=20000, metavar="N",
+                        help="distinct captions whose text-encoder states are kept (MiniLM: ~25 KB each); set it "
+                             "above the number of distinct training captions so each is encoded once")
 
 
 def build_task(args: argparse.Namespace, model_overrides: dict[str, Any]) -> MuseTask:
     return MuseTask(args.data, args.tokenizer, args.text_encoder, args.model, model_overrides,
                     args.train_config.batch_size, judge=args.judge, schedule=args.schedule,
-                    cond_dropout=args.cond_dropout, sample_steps=args.sample_steps, guidance=args.guidance)
+                    cond_dropout=args.cond_dropout, sample_steps=args.sample_steps, guidance=args.guidance,
+                    prompt_cache=args.prompt_cache)
