@@ -33,6 +33,7 @@ _CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {}
 _BUILTIN_MODULES: list[str] = [
     "mmgen.models.digit_classifier",
     "mmgen.models.attribute_judge",
+    "mmgen.models.phoneme_judge",
     "mmgen.models.masked_transformer",
     "mmgen.models.speech_tts",
     "mmgen.tokenizers.image",
