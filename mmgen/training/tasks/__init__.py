@@ -8,6 +8,7 @@ returning a :class:`~mmgen.training.task.TrainTask`, and a module docstring whos
 TASK_MODULES = {
     "classifier": "mmgen.training.tasks.classifier",
     "shapes-judge": "mmgen.training.tasks.shapes_judge",
+    "phoneme-judge": "mmgen.training.tasks.phoneme_judge",
     "image-tokenizer": "mmgen.training.tasks.image_tokenizer",
     "audio-tokenizer": "mmgen.training.tasks.audio_tokenizer",
     "mae": "mmgen.training.tasks.mae",
