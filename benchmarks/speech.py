@@ -9,11 +9,15 @@ speaks the text with the sample's voice and speaking rate, and the result is com
   two references: the codec's own resynthesis of the espeak audio (the floor this model can reach) and a different
   held-out sentence (an unrelated utterance);
 * a spectrogram PNG (espeak-ng vs generated) and WAVs in ``--out``;
+* intelligibility (with ``--judge``, a phoneme judge from ``mmgen train phoneme-judge``): the phoneme error rate
+  of the generated speech against the sentence's espeak-ng phonemes, beside the PER of espeak-ng's own audio (the
+  judge's error) and of the codec's resynthesis of it (the floor this model can reach);
 * inpainting: the fraction of tokens outside the edited span that are unchanged (must be 1.0);
 * speed: real-time factor = seconds of audio generated per second of compute (``speak``, default steps), and the
   codec's encode/decode speed table from ``benchmarks/audio_codec.py`` (ratio vs the ``encodec`` package).
 
-    python benchmarks/speech.py --model assets/tts-speech --data runs/h4/speech --num 20 --out runs/h5/eval
+    python benchmarks/speech.py --model assets/tts-speech --data runs/speech --num 20 --out runs/speech-eval \
+        [--judge runs/phoneme-judge/model]
 """
 
 from __future__ import annotations
@@ -44,14 +48,14 @@ def mel_cepstral_distance(reference: torch.Tensor, generated: torch.Tensor, samp
 
 
 def held_out(data: str, count: int, sample_rate: int) -> list[dict[str, Any]]:
-    """The first ``count`` held-out utterances: ``{"text", "voice", "rate", "wav" [T] at sample_rate}``."""
+    """The first ``count`` held-out utterances: ``{"text", "phonemes", "voice", "rate", "wav" [T] at sample_rate}``."""
     split = "holdout" if any(Path(data).glob("holdout-*.tar")) else None
     rows = []
     for sample in read_samples(data, limit=count, split=split):
         meta = sample.get("meta") or {}
         wav = resample(sample["audio"].mean(0), sample["sample_rate"], sample_rate)
-        rows.append({"text": meta.get("text") or sample.get("text"), "voice": meta.get("voice"),
-                     "rate": meta.get("rate"), "wav": wav})
+        rows.append({"text": meta.get("text") or sample.get("text"), "phonemes": meta.get("phonemes"),
+                     "voice": meta.get("voice"), "rate": meta.get("rate"), "wav": wav})
     return rows
 
 
@@ -65,7 +69,10 @@ def speak_row(pipe: SpeechPipeline, row: dict[str, Any], seed: int, **options: A
 
 
 def quality(pipe: SpeechPipeline, rows: list[dict[str, Any]], out: Path, **options: Any) -> dict[str, float]:
-    """Duration error, MCD (+ references), RTF; writes WAVs and the spectrogram PNG into ``out``."""
+    """Duration error, MCD (+ references), RTF; writes WAVs and the spectrogram PNG into ``out``.
+
+    Each row gains ``"generated"`` and ``"resynthesis"`` waveforms ``[T]`` (for :func:`intelligibility`).
+    """
     rate, errors, blind, mcds, floors, unrelated, seconds, compute = pipe.sample_rate, [], [], [], [], [], 0.0, 0.0
     for index, row in enumerate(rows):
         wav, took = speak_row(pipe, row, index, **options)
@@ -77,6 +84,7 @@ def quality(pipe: SpeechPipeline, rows: list[dict[str, Any]], out: Path, **optio
         mcds.append(mel_cepstral_distance(ref, wav, rate))
         resynth = pipe.decode(pipe.encode(ref.reshape(1, 1, -1).to(pipe.device)))[0, 0, : ref.shape[-1]]
         floors.append(mel_cepstral_distance(ref, resynth, rate))
+        row.update(generated=wav, resynthesis=resynth)
         unrelated.append(mel_cepstral_distance(ref, rows[(index + 1) % len(rows)]["wav"], rate))
         if index < 3:
             save_audio(out / f"generated_{index:02d}.wav", wav[None], rate)
@@ -89,6 +97,24 @@ def quality(pipe: SpeechPipeline, rows: list[dict[str, Any]], out: Path, **optio
             "duration_within_20pct_no_rate_hint": sum(e <= 0.2 for e in blind) / len(blind),
             "mcd_db": statistics.mean(mcds), "mcd_db_codec_resynthesis": statistics.mean(floors),
             "mcd_db_unrelated_sentence": statistics.mean(unrelated), "real_time_factor": seconds / compute}
+
+
+def intelligibility(judge_dir: Path, rows: list[dict[str, Any]], sample_rate: int) -> dict[str, Any]:
+    """Phoneme error rates (the phoneme judge's reading vs the espeak-ng phonemes) of the generated speech, of
+    espeak-ng's own audio and of the codec's resynthesis of it, plus one example transcript pair."""
+    from mmgen.eval.intelligibility import load_phoneme_judge, phoneme_error_rate
+
+    judge = load_phoneme_judge(judge_dir)
+    phonemes = [row["phonemes"] for row in rows]
+    if any(not p for p in phonemes):
+        raise SystemExit("--judge needs held-out shards with espeak-ng phonemes (mmgen data speech)")
+    results: dict[str, Any] = {}
+    for name, key in (("generated", "generated"), ("espeak", "wav"), ("codec_resynthesis", "resynthesis")):
+        per = phoneme_error_rate(judge, [row[key] for row in rows], sample_rate, phonemes)
+        results[f"per_{name}"] = per.per
+        if name == "generated":
+            results["example_reference"], results["example_generated"] = per.references[0], per.hypotheses[0]
+    return results
 
 
 def inpainting_check(pipe: SpeechPipeline, row: dict[str, Any], start: float = 1.0, end: float = 1.6) -> dict:
@@ -120,6 +146,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/speech-eval"), help="folder for WAVs and PNGs")
     parser.add_argument("--steps", type=int, default=None, help="coarse-level decoding steps (default: pipeline's)")
     parser.add_argument("--no-codec-table", action="store_true", help="skip benchmarks/audio_codec.py's table")
+    parser.add_argument("--judge", type=Path, help="phoneme judge folder (mmgen train phoneme-judge): adds PER")
     args = parser.parse_args()
     torch.manual_seed(0)
     pipe = load_pipeline(args.model)
@@ -127,6 +154,8 @@ def main() -> None:
     rows = held_out(args.data, args.num, pipe.sample_rate)
     with torch.inference_mode():
         results = {**quality(pipe, rows, args.out, num_steps=args.steps), **inpainting_check(pipe, rows[0])}
+        if args.judge is not None:
+            results.update(intelligibility(args.judge, rows, pipe.sample_rate))
     results["threads"] = torch.get_num_threads()
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     for key, value in results.items():
