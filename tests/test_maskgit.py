@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mmgen import create_model
-from mmgen.errors import InvalidArgumentError
+from mmgen.errors import CheckpointError, InvalidArgumentError
 from mmgen.models.masked_transformer import MaskedTransformer
 from mmgen.nn.attention import attention_backend
 from mmgen.pipelines import load_pipeline
@@ -96,6 +98,20 @@ def test_pipeline_folder_round_trip(pipe, tmp_path):
     again = load_pipeline(tmp_path / "pipe")
     g = lambda: torch.Generator().manual_seed(3)
     assert torch.equal(pipe(class_labels=[2], generator=g()).tokens, again(class_labels=[2], generator=g()).tokens)
+
+
+def test_pipeline_can_reference_a_shared_image_tokenizer(pipe, tmp_path):
+    """Shipped pipelines point at one tokenizer folder (relative path in pipeline.json) instead of copying it."""
+    shared = pipe.image_tokenizer.save_pretrained(tmp_path / "vq")
+    pipe.save_pretrained(tmp_path / "pipe", image_tokenizer_path=shared)
+    assert not (tmp_path / "pipe" / "image_tokenizer").exists()
+    assert json.loads((tmp_path / "pipe" / "pipeline.json").read_text())["image_tokenizer"] == "../vq"
+    again = load_pipeline(tmp_path / "pipe")
+    g = lambda: torch.Generator().manual_seed(3)
+    assert torch.equal(pipe(class_labels=[1], generator=g()).tokens, again(class_labels=[1], generator=g()).tokens)
+    (tmp_path / "vq" / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="image tokenizer is missing"):
+        load_pipeline(tmp_path / "pipe")
 
 
 def test_inpainting_never_changes_tokens_outside_the_mask(pipe):

@@ -10,7 +10,6 @@ from :mod:`mmgen.sampling`, and runs the decoding loop. Pipeline folder layout::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from mmgen.errors import CheckpointError, InvalidArgumentError
+from mmgen.errors import InvalidArgumentError
 from mmgen.pipelines.conditioning import Conditioning
+from mmgen.pipelines.folders import PIPELINE_FILE, load_component, read_pipeline_index, save_component
 from mmgen.pipelines.images import to_pil
 from mmgen.pretrained import write_json_atomic
 from mmgen.sampling import (
@@ -32,7 +32,6 @@ from mmgen.sampling import (
     run_sampler,
 )
 
-PIPELINE_FILE = "pipeline.json"
 SAMPLERS = ("maskgit", "random-order")
 
 
@@ -75,17 +74,6 @@ class SamplingOptions:
         return sampler
 
 
-def read_pipeline_index(directory: Path, holds: str) -> dict[str, Any]:
-    """``directory/pipeline.json`` as a dict; a :class:`CheckpointError` saying what the folder should hold."""
-    index = directory / PIPELINE_FILE
-    if not index.is_file():
-        raise CheckpointError(f"{index}: missing (the pipeline folder holds pipeline.json, {holds})")
-    try:
-        return json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{index}: unreadable ({exc})") from None
-
-
 @dataclass
 class GenerationOutput:
     """``images``: PIL images; ``tokens``: [B, h, w]; ``pixels``: [B, C, H, W] in [-1, 1]."""
@@ -105,11 +93,16 @@ class MaskGITPipeline:
         self.defaults = defaults or SamplingOptions()
 
     # ---------------------------------------------------------------------------------------------- folders
-    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None,
+                        image_tokenizer_path: str | Path | None = None) -> Path:
+        """Write ``pipeline.json`` + ``transformer/`` + ``image_tokenizer/`` (or, with ``image_tokenizer_path``,
+        a reference to that existing tokenizer folder: see :mod:`mmgen.pipelines.folders`)."""
         directory = Path(directory)
+        index: dict[str, Any] = {"pipeline": "maskgit", "sampler": self.defaults.__dict__}
         self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
-        self.image_tokenizer.save_pretrained(directory / "image_tokenizer", dtype=dtype)
-        write_json_atomic({"pipeline": "maskgit", "sampler": self.defaults.__dict__}, directory / PIPELINE_FILE)
+        save_component(self.image_tokenizer, directory, "image_tokenizer", index, dtype=dtype,
+                       shared=image_tokenizer_path)
+        write_json_atomic(index, directory / PIPELINE_FILE)
         return directory
 
     @classmethod
@@ -120,7 +113,7 @@ class MaskGITPipeline:
         data = read_pipeline_index(directory, "transformer/ and image_tokenizer/")
         defaults = SamplingOptions.from_dict(data.get("sampler", {}))
         return cls(load_pretrained(directory / "transformer", device=device),
-                   load_pretrained(directory / "image_tokenizer", device=device), defaults)
+                   load_component(directory, data, "image_tokenizer", device), defaults)
 
     @property
     def device(self) -> torch.device:

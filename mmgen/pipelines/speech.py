@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from torch import Tensor
 from mmgen.conditioning.phonemes import SymbolVocabulary, text_to_symbols
 from mmgen.errors import CheckpointError, InvalidArgumentError
 from mmgen.models.speech_tts import SpeechCondition, SpeechTTS
-from mmgen.pipelines.maskgit import PIPELINE_FILE, read_pipeline_index
+from mmgen.pipelines.folders import PIPELINE_FILE, load_component, read_pipeline_index, save_component
 from mmgen.pretrained import write_json_atomic
 from mmgen.sampling import MaskGITSampler, apply_guidance
 from mmgen.sampling.rvq import generate_levels, level_steps
@@ -91,13 +90,8 @@ class SpeechPipeline:
         directory = Path(directory)
         self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
         index: dict[str, Any] = {"pipeline": "speech", "sampler": self.defaults.__dict__}
-        if audio_tokenizer_path is None:
-            self.audio_tokenizer.save_pretrained(directory / "audio_tokenizer", dtype=dtype)
-        else:
-            shared = Path(audio_tokenizer_path).resolve()
-            if not (shared / "config.json").is_file():
-                raise CheckpointError(f"{shared}: not a saved audio tokenizer (config.json missing)")
-            index["audio_tokenizer"] = os.path.relpath(shared, directory.resolve())
+        save_component(self.audio_tokenizer, directory, "audio_tokenizer", index, dtype=dtype,
+                       shared=audio_tokenizer_path)
         write_json_atomic(index, directory / PIPELINE_FILE)
         return directory
 
@@ -110,11 +104,7 @@ class SpeechPipeline:
         transformer = load_pretrained(directory / "transformer", device=device)
         if not isinstance(transformer, SpeechTTS):
             raise CheckpointError(f"{directory / 'transformer'}: holds a {type(transformer).__name__}, not SpeechTTS")
-        codec_dir = directory / data.get("audio_tokenizer", "audio_tokenizer")
-        if not (codec_dir / "config.json").is_file():
-            raise CheckpointError(f"{codec_dir}: the pipeline's audio tokenizer is missing (pipeline.json: "
-                                  f"{data.get('audio_tokenizer', 'audio_tokenizer/')})")
-        return cls(transformer, load_pretrained(codec_dir, device=device),
+        return cls(transformer, load_component(directory, data, "audio_tokenizer", device),
                    SpeechSamplingOptions(**data.get("sampler", {})))
 
     @property

@@ -24,13 +24,8 @@ import torch
 from mmgen.conditioning import TextEncoder, TextEncoding, load_text_encoder
 from mmgen.errors import CheckpointError, InvalidArgumentError
 from mmgen.pipelines.conditioning import Conditioning
-from mmgen.pipelines.maskgit import (
-    PIPELINE_FILE,
-    GenerationOutput,
-    MaskGITPipeline,
-    SamplingOptions,
-    read_pipeline_index,
-)
+from mmgen.pipelines.folders import PIPELINE_FILE, load_component, read_pipeline_index, save_component
+from mmgen.pipelines.maskgit import GenerationOutput, MaskGITPipeline, SamplingOptions
 from mmgen.pretrained import write_json_atomic
 
 PIPELINE_KIND = "text-to-image"
@@ -99,12 +94,16 @@ class TextToImagePipeline(MaskGITPipeline):
         return self
 
     # ---------------------------------------------------------------------------------------------- folders
-    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None,
+                        image_tokenizer_path: str | Path | None = None) -> Path:
+        """Write ``pipeline.json`` + ``transformer/`` + ``image_tokenizer/`` (or, with ``image_tokenizer_path``,
+        a reference to that existing tokenizer folder: see :mod:`mmgen.pipelines.folders`)."""
         directory = Path(directory)
-        self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
-        self.image_tokenizer.save_pretrained(directory / "image_tokenizer", dtype=dtype)
         index: dict[str, Any] = {"pipeline": PIPELINE_KIND, "text_encoder": self.text_encoder.spec,
                                  "sampler": self.defaults.__dict__}
+        self.transformer.save_pretrained(directory / "transformer", dtype=dtype)
+        save_component(self.image_tokenizer, directory, "image_tokenizer", index, dtype=dtype,
+                       shared=image_tokenizer_path)
         if self.micro_conds is not None:
             index["micro_conds"] = self.micro_conds
         if self._requested_autocast is not None:
@@ -123,7 +122,7 @@ class TextToImagePipeline(MaskGITPipeline):
             raise CheckpointError(f"{directory / PIPELINE_FILE}: no 'text_encoder' spec")
         defaults = SamplingOptions.from_dict(index.get("sampler", {}))
         return cls(load_pretrained(directory / "transformer", device=device),
-                   load_pretrained(directory / "image_tokenizer", device=device),
+                   load_component(directory, index, "image_tokenizer", device),
                    load_text_encoder(index["text_encoder"], base_dir=directory, device=device), defaults,
                    micro_conds=index.get("micro_conds"), autocast=index.get("autocast"),
                    precision=index.get("precision", "fp32"))
