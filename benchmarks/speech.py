@@ -9,15 +9,14 @@ speaks the text with the sample's voice and speaking rate, and the result is com
   two references: the codec's own resynthesis of the espeak audio (the floor this model can reach) and a different
   held-out sentence (an unrelated utterance);
 * a spectrogram PNG (espeak-ng vs generated) and WAVs in ``--out``;
-* intelligibility (with ``--judge``, a phoneme judge from ``mmgen train phoneme-judge``): the phoneme error rate
-  of the generated speech against the sentence's espeak-ng phonemes, beside the PER of espeak-ng's own audio (the
-  judge's error) and of the codec's resynthesis of it (the floor this model can reach);
+* intelligibility (the shipped ``assets/phoneme-judge`` or ``--judge DIR`` from ``mmgen train phoneme-judge``): the
+  phoneme error rate of the generated speech against the sentence's espeak-ng phonemes, beside the PER of
+  espeak-ng's own audio (the judge's error) and of the codec's resynthesis of it (the floor this model can reach);
 * inpainting: the fraction of tokens outside the edited span that are unchanged (must be 1.0);
 * speed: real-time factor = seconds of audio generated per second of compute (``speak``, default steps), and the
   codec's encode/decode speed table from ``benchmarks/audio_codec.py`` (ratio vs the ``encodec`` package).
 
-    python benchmarks/speech.py --model assets/tts-speech --data runs/speech --num 20 --out runs/speech-eval \
-        [--judge runs/phoneme-judge/model]
+    python benchmarks/speech.py --model assets/tts-speech --data runs/speech --num 20 --out runs/speech-eval
 """
 
 from __future__ import annotations
@@ -99,7 +98,7 @@ def quality(pipe: SpeechPipeline, rows: list[dict[str, Any]], out: Path, **optio
             "mcd_db_unrelated_sentence": statistics.mean(unrelated), "real_time_factor": seconds / compute}
 
 
-def intelligibility(judge_dir: Path, rows: list[dict[str, Any]], sample_rate: int) -> dict[str, Any]:
+def intelligibility(judge_dir: Path | None, rows: list[dict[str, Any]], sample_rate: int) -> dict[str, Any]:
     """Phoneme error rates (the phoneme judge's reading vs the espeak-ng phonemes) of the generated speech, of
     espeak-ng's own audio and of the codec's resynthesis of it, plus one example transcript pair."""
     from mmgen.eval.intelligibility import load_phoneme_judge, phoneme_error_rate
@@ -107,7 +106,8 @@ def intelligibility(judge_dir: Path, rows: list[dict[str, Any]], sample_rate: in
     judge = load_phoneme_judge(judge_dir)
     phonemes = [row["phonemes"] for row in rows]
     if any(not p for p in phonemes):
-        raise SystemExit("--judge needs held-out shards with espeak-ng phonemes (mmgen data speech)")
+        raise SystemExit("the phoneme error rate needs held-out shards with espeak-ng phonemes (mmgen data speech); "
+                         "pass --no-judge to skip it")
     results: dict[str, Any] = {}
     for name, key in (("generated", "generated"), ("espeak", "wav"), ("codec_resynthesis", "resynthesis")):
         per = phoneme_error_rate(judge, [row[key] for row in rows], sample_rate, phonemes)
@@ -146,7 +146,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/speech-eval"), help="folder for WAVs and PNGs")
     parser.add_argument("--steps", type=int, default=None, help="coarse-level decoding steps (default: pipeline's)")
     parser.add_argument("--no-codec-table", action="store_true", help="skip benchmarks/audio_codec.py's table")
-    parser.add_argument("--judge", type=Path, help="phoneme judge folder (mmgen train phoneme-judge): adds PER")
+    parser.add_argument("--judge", type=Path, help="phoneme judge folder for the PER (default: assets/phoneme-judge)")
+    parser.add_argument("--no-judge", action="store_true", help="skip the phoneme error rates")
     args = parser.parse_args()
     torch.manual_seed(0)
     pipe = load_pipeline(args.model)
@@ -154,7 +155,7 @@ def main() -> None:
     rows = held_out(args.data, args.num, pipe.sample_rate)
     with torch.inference_mode():
         results = {**quality(pipe, rows, args.out, num_steps=args.steps), **inpainting_check(pipe, rows[0])}
-        if args.judge is not None:
+        if not args.no_judge:
             results.update(intelligibility(args.judge, rows, pipe.sample_rate))
     results["threads"] = torch.get_num_threads()
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

@@ -19,6 +19,7 @@ SHAPES_TOKENIZER = "vq-shapes"
 SHAPES_MUSE = "muse-shapes"
 SPEECH_CODEC = "codec-speech"
 SPEECH_TTS = "tts-speech"
+SPEECH_JUDGE = "phoneme-judge"
 
 
 def assets_dir() -> Path:

@@ -1,6 +1,6 @@
 """Is generated speech intelligible? Its phoneme error rate (PER) as read by the phoneme judge.
 
-    judge = load_phoneme_judge("runs/phoneme-judge/model")
+    judge = load_phoneme_judge()                                       # assets/phoneme-judge
     result = phoneme_error_rate(judge, wavs, 16000, phoneme_strings)   # wavs: list of [T] / [C, T] tensors
     result.per                                                         # total edits / total reference symbols
 
@@ -95,6 +95,9 @@ def phoneme_error_rate(judge: PhonemeJudge, wavs: torch.Tensor | Sequence[torch.
     return score_transcripts(judge.transcribe(wavs, sample_rate, batch_size=batch_size), phoneme_strings)
 
 
-def load_phoneme_judge(path: str | Path, device: str | torch.device = "cpu") -> PhonemeJudge:
-    """The phoneme judge saved at ``path`` (a ``mmgen train phoneme-judge`` run's ``model/`` folder), in eval mode."""
-    return PhonemeJudge.from_pretrained(path, device=device).eval()
+def load_phoneme_judge(path: str | Path | None = None, device: str | torch.device = "cpu") -> PhonemeJudge:
+    """The shipped judge (``assets/phoneme-judge``) or the one saved at ``path`` (a ``mmgen train phoneme-judge``
+    run's ``model/`` folder), in eval mode."""
+    from mmgen.assets import SPEECH_JUDGE, asset_path
+
+    return PhonemeJudge.from_pretrained(path or asset_path(SPEECH_JUDGE), device=device).eval()
