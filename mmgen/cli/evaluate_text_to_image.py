@@ -2,8 +2,8 @@
 
 Generates one image per prompt (held-out prompts: ``mmgen data shapes`` writes ``prompts-holdout.jsonl``, whose
 wordings and object combinations never occur in training captions) and scores it with the shapes attribute judge:
-a sample matches when the judged set of (color, shape) objects equals the prompt's. Also reports per-object recall
-and, where prompts state them, position and relation accuracy.
+a sample matches when the judged set of (color, shape) objects equals the prompt's. Also reports the accuracy on
+one- and two-object prompts, per-object recall and, where prompts state them, position and relation accuracy.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def run_text_to_image(args: argparse.Namespace) -> int:
     summary = {"prompts": len(prompts), "color_shape_accuracy": result.color_shape_accuracy,
                "position_accuracy": result.position_accuracy, "relation_accuracy": result.relation_accuracy,
                "object_recall_min": min(result.object_recall.values()) if result.object_recall else math.nan}
+    for count, name in ((1, "one_object_accuracy"), (2, "two_object_accuracy")):
+        kind = [bool(match) for match, asked in zip(result.matches.tolist(), result.requested) if len(asked) == count]
+        summary[name] = sum(kind) / len(kind) if kind else math.nan
     for key, value in summary.items():
         print(f"{key:24s} {value:.4f}" if isinstance(value, float) else f"{key:24s} {value}")
     if args.json:
