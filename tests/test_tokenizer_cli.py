@@ -76,3 +76,18 @@ def test_eval_image_tokenizer(workspace: Path, tmp_path: Path, capsys: pytest.Ca
     for key in ("psnr", "ssim", "usage", "perplexity", "rfid"):
         assert key in out
     assert (tmp_path / "r.json").is_file()
+
+
+def test_rfid_features_must_read_the_tokenizer_s_channels(tmp_path: Path) -> None:
+    """The shipped MNIST judge serves 1-channel tokenizers; for RGB ones rFID is skipped unless --features is given,
+    and a --features network for the wrong channel count is a clear error."""
+    from mmgen.cli.evaluate import load_features
+    from mmgen.errors import InvalidArgumentError
+
+    network, source = load_features(None, 3)
+    assert network is None and "rFID skipped" in source
+    create_model("digit-classifier-mnist").save_pretrained(tmp_path / "gray")
+    with pytest.raises(InvalidArgumentError, match="3-channel"):
+        load_features(tmp_path / "gray", 3)
+    network, _ = load_features(tmp_path / "gray", 1)
+    assert network is not None

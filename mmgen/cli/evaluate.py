@@ -51,14 +51,24 @@ def register_eval(kinds: Any) -> None:
 
 
 def load_features(path: Path | None, channels: int) -> Any:
-    """The feature network for rFID: ``path``, else a shipped one, else a random-init DigitClassifier (warned)."""
+    """The feature network for rFID and where it came from: ``path``, else the shipped MNIST judge (None, i.e. no
+    rFID, when it cannot read ``channels``-channel images), else a random-init DigitClassifier (warned)."""
     from mmgen.assets import MNIST_JUDGE, asset_path
     from mmgen.registry import create_model, load_pretrained
 
     candidates = [Path(path)] if path is not None else [asset_path(MNIST_JUDGE, required=False)]
     for candidate in candidates:
         if (candidate / "config.json").is_file():
-            return load_pretrained(candidate).eval(), str(candidate)
+            network = load_pretrained(candidate).eval()
+            reads = getattr(network.config, "in_channels", channels)
+            if reads == channels:
+                return network, str(candidate)
+            if path is None:  # the shipped MNIST judge cannot read RGB images: no rFID rather than a crash
+                return None, f"none (rFID skipped: {candidate.name} reads {reads}-channel images; pass --features)"
+            from mmgen.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("--features", f"a feature network for {channels}-channel images",
+                                       f"{path} reads {reads}-channel images")
     if path is not None:
         from mmgen.errors import CheckpointError
 

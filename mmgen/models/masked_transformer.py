@@ -198,7 +198,7 @@ register_config("maskgit-tiny", MaskedTransformer.model_type, {
 # Text-to-image on the built-in shapes data (32x32 RGB -> 8x8 tokens); context/pooled dims follow the text encoder
 # (MiniLM: 384), codebook and grid follow the tokenizer (the training task fills them in).
 register_config("muse-shapes", MaskedTransformer.model_type, {
-    "codebook_size": 512, "grid": [8, 8], "dim": 256, "depth": 6, "num_heads": 4, "context_dim": 384,
+    "codebook_size": 1024, "grid": [8, 8], "dim": 192, "depth": 6, "num_heads": 4, "context_dim": 384,
     "pooled_dim": 384, "positions": "learned", "dropout": 0.1})
 register_config("muse-tiny", MaskedTransformer.model_type, {
     "codebook_size": 64, "grid": [4, 4], "dim": 32, "depth": 2, "num_heads": 2, "context_dim": 16, "pooled_dim": 16})

@@ -223,9 +223,9 @@ _MNIST: dict[str, Any] = dict(
     latent_channels=64, norm_num_groups=32, mid_block_attention=True, quantizer="vq", codebook_size=1024,
     codebook_dim=8, kmeans_init=True, dead_code_threshold=2.0, codebook_decay=0.99, commitment_weight=0.25)
 register_config("vq-mnist", ImageTokenizer.model_type, _MNIST)
-# The built-in captioned shapes (`mmgen data shapes`): 32x32 RGB -> 8x8 tokens, 512 low-dim codes.
+# The built-in captioned shapes (`mmgen data shapes`): 32x32 RGB -> 8x8 tokens, 1024 low-dim codes.
 register_config("vq-shapes", ImageTokenizer.model_type,
-                {**_MNIST, "image_size": 32, "in_channels": 3, "out_channels": 3, "codebook_size": 512})
+                {**_MNIST, "image_size": 32, "in_channels": 3, "out_channels": 3, "codebook_size": 1024})
 register_config("fsq-mnist", ImageTokenizer.model_type,
                 {**_MNIST, "quantizer": "fsq", "fsq_levels": (8, 8, 4, 4), "codebook_size": 1024})
 # aMUSEd-like (diffusers amused-256 vqvae layout): 256px → 16x16 tokens, 8192 codes of dim 64, no mid attention.
