@@ -30,6 +30,21 @@ non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
+def parse_range(text: str, parse: Callable[[str], float], minimum: float, argument: str,
+                unit: str) -> tuple[Any, Any]:
+    """``"MIN-MAX"`` or one number → ``(low, high)`` with ``minimum <= low <= high``; otherwise an
+    :class:`~mmgen.errors.InvalidArgumentError` naming ``argument`` (``unit`` says what the numbers are)."""
+    from mmgen.errors import InvalidArgumentError
+
+    try:
+        parts = [parse(v) for v in text.split("-")]
+    except ValueError:
+        raise InvalidArgumentError(argument, f"{unit} MIN-MAX (e.g. 1-3) or one number", text) from None
+    if len(parts) not in (1, 2) or not minimum <= parts[0] <= parts[-1]:
+        raise InvalidArgumentError(argument, f"{minimum} <= MIN <= MAX {unit}", text)
+    return parts[0], parts[-1]
+
+
 def existing_path(text: str) -> Path:
     path = Path(text)
     if not path.exists():

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgen.cli.args import parse_range
 from mmgen.data import ShardStream, decode_sample, expand_shards, read_samples, sample_generator
 from mmgen.data.audio_io import resample, to_channels
-from mmgen.errors import DataError, InvalidArgumentError
+from mmgen.errors import DataError
 from mmgen.registry import create_model, get_config
 from mmgen.tokenizers.audio import AudioTokenizer
 from mmgen.tokenizers.audio_losses import (
@@ -218,17 +219,6 @@ def _optional_split(data: str, split: str) -> list[str]:
         return []
 
 
-def _segment(text: str) -> tuple[float, float]:
-    try:
-        parts = [float(v) for v in text.split("-")]
-    except ValueError:
-        raise InvalidArgumentError("--segment", "seconds MIN-MAX (e.g. 1-2) or one number", text) from None
-    low, high = (parts[0], parts[-1]) if len(parts) in (1, 2) else (0.0, -1.0)
-    if not 0.05 <= low <= high:
-        raise InvalidArgumentError("--segment", "0.05 <= MIN <= MAX seconds", text)
-    return low, high
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(model="audio-codec-speech-16k")
     parser.add_argument("--holdout", default=None,
@@ -239,6 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_task(args: argparse.Namespace, model_overrides: dict[str, Any]) -> AudioTokenizerTask:
     """``args``: the parsed CLI namespace (``data``, ``model``, ``train_config`` and this module's flags)."""
+    segment = parse_range(args.segment, float, 0.05, "--segment", "seconds")
     return AudioTokenizerTask(args.data, args.model, model_overrides, holdout=args.holdout,
-                              batch_size=args.train_config.batch_size, segment=_segment(args.segment),
+                              batch_size=args.train_config.batch_size, segment=segment,
                               eval_samples=args.eval_samples, base_lr=args.train_config.lr)

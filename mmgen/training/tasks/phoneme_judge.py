@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgen.cli.args import parse_range
 from mmgen.data import ShardStream, decode_sample, expand_shards, read_samples
 from mmgen.data.audio_augment import CodecResynthesis, degrade_speech, spec_augment
 from mmgen.data.audio_io import resample
@@ -228,18 +229,6 @@ class PhonemeJudgeTask(TrainTask):
                 "eval_samples": self.eval_samples}
 
 
-def _levels(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.split("-")]
-    except ValueError:
-        raise InvalidArgumentError("--codec-levels", "MIN-MAX quantizer levels (e.g. 1-3) or one number",
-                                   text) from None
-    low, high = (parts[0], parts[-1]) if len(parts) in (1, 2) else (0, -1)
-    if not 1 <= low <= high:
-        raise InvalidArgumentError("--codec-levels", "1 <= MIN <= MAX", text)
-    return low, high
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(model="phoneme-judge")
     parser.add_argument("--holdout", default=None,
@@ -258,6 +247,7 @@ def build_task(args: argparse.Namespace, model_overrides: dict[str, Any]) -> Pho
     """``args``: the parsed CLI namespace (``data``, ``model``, ``train_config`` and this module's flags)."""
     if not 0.0 <= args.codec_share <= 1.0:
         raise InvalidArgumentError("--codec-share", "a number in [0, 1]", args.codec_share)
+    levels = parse_range(args.codec_levels, int, 1, "--codec-levels", "quantizer levels")
     return PhonemeJudgeTask(args.data, args.model, model_overrides, batch_size=args.train_config.batch_size,
                             holdout=args.holdout, audio_tokenizer=args.audio_tokenizer, codec_share=args.codec_share,
-                            codec_levels=_levels(args.codec_levels), eval_samples=args.eval_samples)
+                            codec_levels=levels, eval_samples=args.eval_samples)
