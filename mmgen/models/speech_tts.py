@@ -91,8 +91,8 @@ class SpeechCondition:
         text_states: ``[B, L, dim]``; ``text_mask``: ``[B, L]`` bool, True at real symbols of kept text.
         symbol_frames: float ``[B, L]``, frames of each symbol (0 at padding): the data's durations in training,
             else the model's prediction. Frames are assigned to symbols by these spans.
-        log_duration: float ``[B, L]``, the duration predictor's ``log(1 + frames)`` per symbol (``"durations"``
-            models; a copy of the uniform prediction otherwise), for the duration loss.
+        log_duration: float ``[B, L]``, the length head's output: ``log(1 + frames)`` per symbol (``"durations"``
+            models) or log frames per symbol of the whole text, repeated (``"uniform"``), for the length loss.
     """
 
     context: Tensor
@@ -206,22 +206,25 @@ class SpeechTTS(PretrainedModel):
         states = self.encoder_norm(x) + progress_embedding(fraction, self.config.dim).to(x.dtype)
         text_mask = symbol_mask if drop_text is None else symbol_mask & ~drop_text.to(symbol_mask.device)[:, None]
         voice, rate = self._style(voice_ids, rates)
-        log_duration = self._log_durations(states, symbol_mask, text_mask, voice + rate)
-        predicted = (log_duration.float().exp() - (1.0 if self.config.alignment == "durations" else 0.0)).clamp(min=0)
+        log_duration, predicted = self._durations(states, text_mask, voice + rate)
         frames = (predicted if symbol_frames is None else symbol_frames.float()) * text_mask
         context = torch.cat([voice[:, None], rate[:, None].to(voice.dtype), states.to(voice.dtype)], dim=1)
         style_mask = torch.ones(batch, 2, dtype=torch.bool, device=x.device)
         return SpeechCondition(context, torch.cat([style_mask, text_mask], dim=1), states, text_mask, frames,
-                               log_duration.float())
+                               log_duration)
 
-    def _log_durations(self, states: Tensor, symbol_mask: Tensor, text_mask: Tensor, style: Tensor) -> Tensor:
-        """``[B, L]``: ``log(1 + frames)`` per symbol ("durations"), or log frames per symbol of the pooled text
-        repeated over the symbols ("uniform")."""
+    def _durations(self, states: Tensor, text_mask: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        """The length head's output and the frames it predicts per symbol, both float ``[B, L]``.
+
+        "durations": ``log(1 + frames)`` of every symbol; "uniform": log frames per symbol of the pooled text,
+        the same for every symbol.
+        """
         if self.config.alignment == "durations":
-            return self.length_head(states + style[:, None].to(states.dtype))[..., 0]
+            log_duration = self.length_head(states + style[:, None].to(states.dtype))[..., 0].float()
+            return log_duration, log_duration.expm1().clamp(min=0)
         pooled = (states * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)
-        log_fps = self.length_head(torch.cat([pooled, style], dim=-1))
-        return log_fps.expand(-1, states.shape[1])
+        log_fps = self.length_head(torch.cat([pooled, style], dim=-1)).float().expand(-1, states.shape[1])
+        return log_fps, log_fps.exp()
 
     def project_context(self, condition: SpeechCondition) -> ContextKV:
         """Per-block cross-attention keys/values of the condition: compute once per prompt, pass as context_kv."""
